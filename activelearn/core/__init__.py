@@ -1,0 +1,1 @@
+"""Pure ML over tensors: the deep ensemble, acquisition functions and metrics."""

@@ -1,0 +1,51 @@
+"""One error type per thing that can go wrong for a user, with a message a person can act on."""
+
+from __future__ import annotations
+
+
+class ActivelearnError(Exception):
+    """Base class: every error the public API raises on bad input or state."""
+
+
+class ProjectNotFound(ActivelearnError):
+    pass
+
+
+class ProjectExists(ActivelearnError):
+    pass
+
+
+class InvalidClasses(ActivelearnError):
+    pass
+
+
+class UnknownLabel(ActivelearnError):
+    pass
+
+
+class UnknownTask(ActivelearnError):
+    pass
+
+
+class InvalidAnnotator(ActivelearnError):
+    pass
+
+
+class NotAllowed(ActivelearnError):
+    """The annotator is not on the project's allow-list."""
+
+
+class ImportFailed(ActivelearnError):
+    """The whole source could not be read (missing folder, CSV without a path column, ...)."""
+
+
+class NothingToUndo(ActivelearnError):
+    pass
+
+
+class RoundInProgress(ActivelearnError):
+    pass
+
+
+class InvalidSetting(ActivelearnError):
+    pass

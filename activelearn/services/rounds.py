@@ -1,0 +1,308 @@
+"""Rounds: queue, cancel and list retraining jobs; the worker runs them (activelearn.worker)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from activelearn.errors import ActivelearnError
+from activelearn.services.settings import ProjectSettings
+from activelearn.types import RoundInfo
+from db import queries
+from db import rounds as round_queries
+from db.engine import read_session, with_write_retry
+from db.models import Round
+
+if TYPE_CHECKING:
+    from activelearn.services.workspace import Project, Workspace
+
+
+def round_info(row: Round) -> RoundInfo:
+    return RoundInfo(
+        id=row.id,
+        status=row.status,
+        phase=row.phase,
+        progress=float(row.progress or 0.0),
+        detail=dict(row.detail or {}),
+        n_labels=int(row.n_labels or 0),
+        strategy=row.strategy,
+        device=row.device,
+        error=row.error,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        heartbeat_at=row.heartbeat_at,
+        finished_at=row.finished_at,
+    )
+
+
+def request_round(project: Project, *, requested_by: str | None = None) -> RoundInfo:
+    """Queue a round for the project; if one is queued or running already, return that one."""
+    from activelearn.services.workspace import utcnow
+
+    def work(session: Session) -> RoundInfo:
+        active = round_queries.active_round(session, project.id)
+        if active is not None:
+            return round_info(active)
+        row = queries.get_project_by_id(session, project.id)
+        assert row is not None
+        settings = ProjectSettings.from_json(row.settings)
+        created = round_queries.add_round(
+            session,
+            project_id=project.id,
+            strategy=settings.strategy,
+            config=settings.to_json(),
+            requested_by=requested_by,
+            now=utcnow(),
+        )
+        # Provisional; the worker moves it to the labels it actually trains on.
+        created.detail = {"annotation_watermark": queries.max_annotation_id(session, project.id)}
+        session.flush()
+        return round_info(created)
+
+    try:
+        return with_write_retry(project.engine, work)
+    except IntegrityError:
+        # The one-active-round index caught a concurrent request: return the winner.
+        active = active_round(project)
+        assert active is not None
+        return active
+
+
+def cancel_round(project: Project, round_id: int | None = None) -> RoundInfo | None:
+    from activelearn.services.workspace import utcnow
+
+    def work(session: Session) -> RoundInfo | None:
+        if round_id is None:
+            row = round_queries.active_round(session, project.id)
+        else:
+            row = round_queries.get_round(session, round_id)
+            if row is not None and row.project_id != project.id:
+                row = None
+        if row is None:
+            return None
+        round_queries.request_cancel(session, row.id, utcnow())
+        session.refresh(row)
+        return round_info(row)
+
+    return with_write_retry(project.engine, work)
+
+
+def list_rounds(project: Project) -> list[RoundInfo]:
+    with read_session(project.engine) as session:
+        return [round_info(row) for row in round_queries.list_rounds(session, project.id)]
+
+
+def active_round(project: Project) -> RoundInfo | None:
+    with read_session(project.engine) as session:
+        row = round_queries.active_round(session, project.id)
+        return round_info(row) if row is not None else None
+
+
+def maybe_request_round(project: Project) -> RoundInfo | None:
+    """Queue a round when retrain_every new labels have come in since the last round's snapshot.
+
+    Runs after every label, so it stays cheap: one read transaction of three indexed queries,
+    and a write only when a round is due.
+    """
+    with read_session(project.engine) as session:
+        row = queries.get_project_by_id(session, project.id)
+        if row is None:
+            return None
+        every = ProjectSettings.from_json(row.settings).retrain_every
+        if every <= 0 or round_queries.active_round(session, project.id) is not None:
+            return None
+        last = round_queries.latest_round(session, project.id)
+        # Any last round counts, failed ones too: a failing round must not be re-queued per label.
+        watermark = int((last.detail or {}).get("annotation_watermark", 0)) if last else 0
+        new_labels = queries.count_live_annotations(session, project.id, since_id=watermark)
+    if new_labels < every:
+        return None
+    return request_round(project, requested_by="auto")
+
+
+# ---------------------------------------------------------------- the background worker
+
+_started: dict[str, subprocess.Popen[bytes]] = {}  # data dir -> the worker this process started
+_start_lock = threading.Lock()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def worker_alive(workspace: Workspace) -> bool:
+    """Whether a worker for this data folder is running (pid file + a live process)."""
+    from activelearn.worker import PID_FILE
+
+    key = str(Path(workspace.data_dir).resolve())
+    child = _started.get(key)
+    if child is not None and child.poll() is not None:
+        _started.pop(key, None)  # our child exited (and is now reaped, not a zombie)
+    try:
+        pid = int((Path(workspace.data_dir) / PID_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return child is not None and child.poll() is None
+    if child is not None and child.pid == pid:
+        return child.poll() is None
+    return _pid_alive(pid)
+
+
+def ensure_worker(workspace: Workspace, *, idle_exit_s: float | None = 900.0) -> bool:
+    """Start a detached background worker unless one is alive; True when one was started.
+
+    The worker outlives a Streamlit rerun (its own session), logs to data_dir/worker.log, and
+    exits after idle_exit_s without work (the app starts a new one when a round is requested).
+    """
+    from activelearn.worker import LOG_FILE
+
+    with _start_lock:
+        if worker_alive(workspace):
+            return False
+        data_dir = Path(workspace.data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        command = [
+            sys.executable,
+            "-m",
+            "activelearn.worker",
+            "--db",
+            workspace.url,
+            "--data-dir",
+            str(data_dir),
+        ]
+        if idle_exit_s is not None:
+            command += ["--idle-exit", str(idle_exit_s)]
+        root = Path(__file__).resolve().parents[2]  # so `-m activelearn.worker` resolves
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (str(root), os.environ.get("PYTHONPATH", "")) if p
+            ),
+        }
+        with open(data_dir / LOG_FILE, "ab") as log_file:
+            child = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=env,
+            )
+        _started[str(data_dir.resolve())] = child
+        # The pid file is the worker's own to write; until it does, remember the child here.
+        return True
+
+
+def wait_for_round(
+    project: Project,
+    round_id: int,
+    *,
+    timeout_s: float | None = None,
+    poll_s: float = 1.0,
+    on_update: Callable[[RoundInfo], None] | None = None,
+) -> RoundInfo:
+    """Poll a round until it is no longer queued or running (or the timeout passes)."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        with read_session(project.engine) as session:
+            row = round_queries.get_round(session, round_id)
+            if row is None:
+                raise ActivelearnError(f"round {round_id} does not exist")
+            info = round_info(row)
+        if on_update is not None:
+            on_update(info)
+        if info.status not in ("queued", "running"):
+            return info
+        if deadline is not None and time.monotonic() > deadline:
+            return info
+        time.sleep(poll_s)
+
+
+# ---------------------------------------------------------------- checkpoints and predictions
+
+
+def load_ensemble(project: Project, round_id: int | None = None, *, device: str = "cpu") -> Any:
+    """The saved ensemble of a succeeded round (default: the one being served), or None.
+
+    Loaded from safetensors + JSON, never pickle, so the app restarts without retraining.
+    """
+    from activelearn.core.ensemble import Ensemble
+
+    with read_session(project.engine) as session:
+        if round_id is None:
+            round_id = queries.latest_succeeded_round_id(session, project.id)
+        row = round_queries.get_round(session, round_id) if round_id is not None else None
+        if row is None or row.project_id != project.id or not row.checkpoint:
+            return None
+        checkpoint = row.checkpoint
+    if not Path(checkpoint).is_dir():
+        return None
+    return Ensemble.load(checkpoint, device=device)
+
+
+def predictions(project: Project, round_id: int | None = None) -> pd.DataFrame:
+    """A round's predictions for every scored pool sample (default: the round being served).
+
+    Columns: sample_id, path, split, status, label, predicted, confidence, mutual_information,
+    rank, and one probability column per class (p_<class>).
+    """
+    from db.models import Sample, SampleScore
+
+    with read_session(project.engine) as session:
+        if round_id is None:
+            round_id = queries.latest_succeeded_round_id(session, project.id)
+        classes = list(project.classes)
+        if round_id is None:
+            return pd.DataFrame()
+        rows = session.execute(
+            select(
+                SampleScore.sample_id,
+                Sample.path,
+                Sample.split,
+                Sample.status,
+                Sample.label,
+                SampleScore.predicted_class,
+                SampleScore.confidence,
+                SampleScore.mutual_information,
+                SampleScore.rank,
+                SampleScore.mean_probs,
+            )
+            .join(Sample, Sample.id == SampleScore.sample_id)
+            .where(SampleScore.round_id == round_id)
+            .order_by(SampleScore.sample_id)
+        ).all()
+    records = []
+    for sid, path, split, status, label, pred, conf, mi, rank, probs in rows:
+        record: dict[str, Any] = {
+            "sample_id": int(sid),
+            "path": path,
+            "split": split,
+            "status": status,
+            "label": label,
+            "predicted": classes[pred] if 0 <= pred < len(classes) else str(pred),
+            "confidence": conf,
+            "mutual_information": mi,
+            "rank": rank,
+        }
+        for name, value in zip(classes, probs or [], strict=False):
+            record[f"p_{name}"] = value
+        records.append(record)
+    return pd.DataFrame.from_records(records)

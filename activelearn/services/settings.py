@@ -1,0 +1,90 @@
+"""Project settings: typed, validated, stored as JSON on the project row."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from activelearn.errors import InvalidSetting
+
+# Names of the acquisition strategies a project may pick; kept here so that settings can be
+# validated without importing torch. activelearn.core.acquisition.STRATEGIES is the source of
+# truth, and a test checks that the two agree.
+KNOWN_STRATEGIES = (
+    "bald",
+    "mutual_information",
+    "entropy",
+    "predictive_entropy",
+    "expected_entropy",
+    "variance",
+    "predictive_variance",
+    "margin",
+    "least_confidence",
+    "variation_ratio",
+    "random",
+    "batchbald",
+    "power_bald",
+)
+
+
+@dataclass(frozen=True)
+class ProjectSettings:
+    strategy: str = "bald"
+    members: int = 5
+    epochs: int = 20
+    batch_size: int = 64
+    retrain_every: int = 20  # new labels between automatic rounds; 0 turns it off
+    audit_share: float = 0.1  # share of served tasks drawn at random and held out for evaluation
+    lease_seconds: int = 600
+    image_size: int = 28
+    channels: int = 1
+    seed: int = 0
+    early_stopping: bool = False
+    augment: bool = False
+    class_weighting: bool = False
+    acquisition_batch: int = 10  # batch size for batch-aware strategies
+    allowed_annotators: tuple[str, ...] = ()  # empty: anyone may label
+
+    def validate(self) -> ProjectSettings:
+        if self.strategy not in KNOWN_STRATEGIES:
+            known = ", ".join(KNOWN_STRATEGIES)
+            raise InvalidSetting(f"unknown acquisition strategy {self.strategy!r}; known: {known}")
+        checks = [
+            (1 <= self.members <= 64, "members must be between 1 and 64"),
+            (1 <= self.epochs <= 1000, "epochs must be between 1 and 1000"),
+            (1 <= self.batch_size <= 4096, "batch_size must be between 1 and 4096"),
+            (self.retrain_every >= 0, "retrain_every must be 0 (off) or a positive number"),
+            (0.0 <= self.audit_share < 1.0, "audit_share must be in [0, 1)"),
+            (10 <= self.lease_seconds <= 86_400, "lease_seconds must be between 10 and 86400"),
+            (8 <= self.image_size <= 256, "image_size must be between 8 and 256"),
+            (self.channels in (1, 3), "channels must be 1 (grayscale) or 3 (RGB)"),
+            (1 <= self.acquisition_batch <= 1000, "acquisition_batch must be between 1 and 1000"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise InvalidSetting(message)
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["allowed_annotators"] = list(self.allowed_annotators)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> ProjectSettings:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in (data or {}).items() if k in known}
+        if "allowed_annotators" in values:
+            values["allowed_annotators"] = tuple(values["allowed_annotators"] or ())
+        return cls(**values)
+
+    def updated(self, **changes: Any) -> ProjectSettings:
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise InvalidSetting(
+                f"unknown setting(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        if "allowed_annotators" in changes:
+            changes["allowed_annotators"] = tuple(changes["allowed_annotators"] or ())
+        return replace(self, **changes).validate()

@@ -1,0 +1,83 @@
+"""Small frozen records that cross from the service layer into the UI, CLI and scripts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Task:
+    """A sample served to one annotator, held for them until expires_at."""
+
+    id: int
+    sample_id: int
+    image: str  # the file's path: the original one for folder/CSV imports
+    rank: int | None  # position in the ranking that served it (1 = most informative)
+    strategy: str  # bald, entropy, ..., cold_start, audit, unscored, undo
+    round_id: int | None
+    expires_at: datetime
+    scores: dict[str, float] = field(default_factory=dict)  # empty before the first round
+    mean_probs: list[float] | None = None  # (C,) the ensemble's mean prediction
+    member_predictions: list[int] | None = None  # (M,) each member's top class index
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    accepted: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    classes_added: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        parts = [f"{len(self.accepted)} imported"]
+        if self.duplicates:
+            parts.append(f"{len(self.duplicates)} already present (skipped)")
+        if self.rejected:
+            shown = ", ".join(f"{path} ({reason})" for path, reason in self.rejected[:5])
+            more = f", and {len(self.rejected) - 5} more" if len(self.rejected) > 5 else ""
+            parts.append(f"{len(self.rejected)} rejected: {shown}{more}")
+        if self.classes_added:
+            parts.append("new classes: " + ", ".join(self.classes_added))
+        return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class LabelRecord:
+    annotation_id: int
+    sample_id: int
+    path: str
+    label: str
+    labeled_at: datetime
+
+
+@dataclass(frozen=True)
+class ProjectStatus:
+    n_samples: int
+    n_pool: int  # pool samples, labeled or not
+    n_unlabeled: int  # open pool samples
+    n_labeled: int  # labeled samples used for training (pool split)
+    n_eval: int  # audit samples held out for evaluation (labeled)
+    n_test: int  # imported test split
+    labels_since_round: int  # live labels given since the ranking being served was trained
+    current_round_id: int | None  # the round whose ranking is served
+    pool_exhausted: bool
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RoundInfo:
+    id: int
+    status: str  # queued | running | succeeded | failed | cancelled
+    phase: str  # queued, loading, training, evaluating, scoring, saving, done
+    progress: float  # 0..1 over the whole round
+    detail: dict[str, Any]  # member, epoch, epochs, loss, scored, total, ...
+    n_labels: int
+    strategy: str
+    device: str | None
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    heartbeat_at: datetime | None
+    finished_at: datetime | None

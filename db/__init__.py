@@ -1,0 +1,1 @@
+"""Storage layer: engine, typed models, queries. Knows nothing of activelearn."""

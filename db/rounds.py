@@ -1,0 +1,263 @@
+"""Query functions for training rounds (jobs), their metrics, curves and per-sample scores.
+
+Every function takes a Session and never commits.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.orm import Session
+
+from db.models import (
+    ACTIVE_ROUND_STATUSES,
+    Round,
+    RoundMetric,
+    SampleScore,
+    TrainingEpoch,
+)
+
+
+def add_round(
+    session: Session,
+    *,
+    project_id: int,
+    strategy: str,
+    config: dict[str, Any],
+    requested_by: str | None,
+    now: datetime,
+) -> Round:
+    row = Round(
+        project_id=project_id,
+        status="queued",
+        phase="queued",
+        progress=0.0,
+        detail={},
+        n_labels=0,
+        strategy=strategy,
+        config=config,
+        cancel_requested=False,
+        requested_by=requested_by,
+        created_at=now,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def active_round(session: Session, project_id: int) -> Round | None:
+    return session.scalars(
+        select(Round)
+        .where(Round.project_id == project_id, Round.status.in_(ACTIVE_ROUND_STATUSES))
+        .order_by(Round.id.desc())
+        .limit(1)
+    ).first()
+
+
+def list_rounds(session: Session, project_id: int) -> list[Round]:
+    return list(
+        session.scalars(select(Round).where(Round.project_id == project_id).order_by(Round.id))
+    )
+
+
+def get_round(session: Session, round_id: int) -> Round | None:
+    return session.get(Round, round_id)
+
+
+def request_cancel(session: Session, round_id: int, now: datetime) -> None:
+    """A queued round is cancelled at once; a running one when its worker next looks."""
+    session.execute(
+        update(Round)
+        .where(Round.id == round_id, Round.status == "queued")
+        .values(
+            status="cancelled", phase="cancelled", finished_at=now, error="cancelled by request"
+        )
+    )
+    session.execute(
+        update(Round)
+        .where(Round.id == round_id, Round.status == "running")
+        .values(cancel_requested=True)
+    )
+
+
+# ---------------------------------------------------------------- the worker's side
+
+
+def claim_next_round(session: Session, *, worker: str, now: datetime) -> int | None:
+    """Mark the oldest queued round running for `worker`; its id, or None when none is queued.
+
+    One UPDATE whose WHERE re-checks status='queued': two workers racing for the same row both
+    run the statement, but only the first changes it (SQLite serialises writers through BEGIN
+    IMMEDIATE; PostgreSQL re-evaluates the WHERE on the locked row), so the loser gets no row.
+    """
+    oldest = (
+        select(Round.id)
+        .where(Round.status == "queued")
+        .order_by(Round.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    claimed = session.execute(
+        update(Round)
+        .where(Round.id == oldest, Round.status == "queued")
+        .values(
+            status="running",
+            phase="starting",
+            worker=worker,
+            started_at=now,
+            heartbeat_at=now,
+        )
+        .returning(Round.id)
+    ).scalar()
+    return int(claimed) if claimed is not None else None
+
+
+def heartbeat(
+    session: Session,
+    round_id: int,
+    *,
+    worker: str,
+    now: datetime,
+    phase: str | None = None,
+    progress: float | None = None,
+    detail: dict[str, Any] | None = None,
+) -> tuple[bool, bool]:
+    """Record liveness (and progress) of a running round owned by `worker`.
+
+    Returns (still_ours, cancel_requested). still_ours is False when the round was reaped or
+    finished elsewhere: the worker must then stop without writing anything more.
+    """
+    values: dict[str, Any] = {"heartbeat_at": now}
+    if phase is not None:
+        values["phase"] = phase
+    if progress is not None:
+        values["progress"] = progress
+    if detail is not None:
+        values["detail"] = detail
+    row = session.execute(
+        update(Round)
+        .where(Round.id == round_id, Round.status == "running", Round.worker == worker)
+        .values(**values)
+        .returning(Round.cancel_requested)
+    ).first()
+    if row is None:
+        return False, False
+    return True, bool(row[0])
+
+
+def set_running_fields(session: Session, round_id: int, *, worker: str, **values: Any) -> bool:
+    """Update columns of a running round this worker owns; False when it is no longer ours."""
+    result = session.execute(
+        update(Round)
+        .where(Round.id == round_id, Round.status == "running", Round.worker == worker)
+        .values(**values)
+    )
+    return bool(result.rowcount)
+
+
+def finish_round(
+    session: Session,
+    round_id: int,
+    *,
+    worker: str | None,
+    status: str,
+    now: datetime,
+    error: str | None = None,
+    **values: Any,
+) -> bool:
+    """Move a running round to a final status (only if still running, and ours when given)."""
+    conditions = [Round.id == round_id, Round.status == "running"]
+    if worker is not None:
+        conditions.append(Round.worker == worker)
+    result = session.execute(
+        update(Round)
+        .where(*conditions)
+        .values(
+            status=status,
+            phase=status if status != "succeeded" else "done",
+            finished_at=now,
+            error=error,
+            **values,
+        )
+    )
+    return bool(result.rowcount)
+
+
+def reap_stale_rounds(
+    session: Session, *, older_than: datetime, now: datetime, error: str
+) -> list[int]:
+    """Fail every running round whose last heartbeat is older than `older_than`."""
+    stale = list(
+        session.scalars(
+            select(Round.id).where(
+                Round.status == "running",
+                (Round.heartbeat_at < older_than) | Round.heartbeat_at.is_(None),
+            )
+        )
+    )
+    if stale:
+        session.execute(
+            update(Round)
+            .where(Round.id.in_(stale), Round.status == "running")
+            .values(status="failed", phase="failed", finished_at=now, error=error)
+        )
+    return [int(i) for i in stale]
+
+
+def latest_round(session: Session, project_id: int) -> Round | None:
+    return session.scalars(
+        select(Round).where(Round.project_id == project_id).order_by(Round.id.desc()).limit(1)
+    ).first()
+
+
+def add_training_epochs(session: Session, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        session.execute(insert(TrainingEpoch), rows)
+
+
+def add_round_metrics(session: Session, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        session.execute(insert(RoundMetric), rows)
+
+
+def add_sample_scores(session: Session, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        session.execute(insert(SampleScore), rows)
+
+
+def delete_round_outputs(session: Session, round_id: int) -> None:
+    """Drop the scores, metrics and curves of a round that did not succeed (never served)."""
+    for table in (SampleScore, RoundMetric, TrainingEpoch):
+        session.execute(delete(table).where(table.round_id == round_id))
+
+
+def round_metrics(session: Session, round_id: int) -> list[RoundMetric]:
+    return list(
+        session.scalars(
+            select(RoundMetric).where(RoundMetric.round_id == round_id).order_by(RoundMetric.member)
+        )
+    )
+
+
+def training_epochs(session: Session, round_id: int) -> list[TrainingEpoch]:
+    return list(
+        session.scalars(
+            select(TrainingEpoch)
+            .where(TrainingEpoch.round_id == round_id)
+            .order_by(TrainingEpoch.member, TrainingEpoch.epoch)
+        )
+    )
+
+
+def ranking(session: Session, round_id: int, limit: int | None = None) -> list[int]:
+    """Sample ids of a round's ranking, first served first (ranked rows only)."""
+    query = (
+        select(SampleScore.sample_id)
+        .where(SampleScore.round_id == round_id, SampleScore.rank.is_not(None))
+        .order_by(SampleScore.rank)
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    return [int(i) for i in session.scalars(query)]

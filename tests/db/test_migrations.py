@@ -1,0 +1,77 @@
+"""Schema migrations: an older database is upgraded at start-up and keeps every label."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import text
+
+from activelearn import Workspace
+from db.engine import make_engine
+from db.migrate import current_revision, head_revision, upgrade
+from db.models import Base
+
+
+def test_models_match_migrations(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    upgrade(engine)
+    with engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+    assert current_revision(engine) == head_revision()
+
+
+def test_upgrade_from_first_schema_keeps_labels(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = make_engine(url)
+    upgrade(engine, "0001")
+    now = "2026-01-01 00:00:00.000000"
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO projects (id, name, classes, settings, created_at) "
+                "VALUES (1, 'old', '[\"a\", \"b\"]', '{}', :now)"
+            ),
+            {"now": now},
+        )
+        for sample_id, label in [(1, "a"), (2, "b"), (3, None)]:
+            connection.execute(
+                text(
+                    "INSERT INTO samples (id, project_id, path, sha256, width, height, split, "
+                    "status, label, skip_count, random_key, cache_shard, cache_index, created_at) "
+                    "VALUES (:id, 1, :path, :sha, 8, 8, 'pool', :status, :label, 0, 0.5, 0, :id, "
+                    ":now)"
+                ),
+                {
+                    "id": sample_id,
+                    "path": f"/x/{sample_id}.png",
+                    "sha": f"{sample_id:064d}",
+                    "status": "labeled" if label else "open",
+                    "label": label,
+                    "now": now,
+                },
+            )
+            if label:
+                connection.execute(
+                    text(
+                        "INSERT INTO annotations (project_id, sample_id, label, annotator, "
+                        "created_at, superseded) VALUES (1, :id, :label, 'ana', :now, 0)"
+                    ),
+                    {"id": sample_id, "label": label, "now": now},
+                )
+    engine.dispose()
+    assert current_revision(make_engine(url)) == "0001"
+
+    with Workspace(url, data_dir=tmp_path) as ws:  # start-up applies the newer migrations
+        assert current_revision(ws.engine) == head_revision()
+        labels = ws.project("old").labels()
+        assert sorted(zip(labels["sample_id"], labels["label"], strict=True)) == [
+            (1, "a"),
+            (2, "b"),
+        ]
+        with ws.engine.connect() as connection:
+            columns = {
+                row[1] for row in connection.exec_driver_sql("PRAGMA table_info(sample_scores)")
+            }
+        assert {"mean_probs", "member_predictions", "rank"} <= columns
