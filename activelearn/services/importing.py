@@ -46,6 +46,19 @@ _EXTENSIONS = {
 }
 
 
+def _printable(path: str) -> str:
+    """A path as UTF-8 text: undecodable bytes in file names (surrogates) become U+FFFD."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _utf8_safe(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 @dataclass
 class _Accepted:
     item: SourceItem
@@ -140,10 +153,10 @@ def _run(
         for item in batch:
             outcome = _check(item, classes, settings.image_size, settings.channels)
             if isinstance(outcome, str):
-                report.rejected.append((item.path, outcome))
+                report.rejected.append((_printable(item.path), outcome))
                 continue
             if outcome.sha256 in seen:
-                report.duplicates.append(item.path)
+                report.duplicates.append(_printable(item.path))
                 continue
             seen.add(outcome.sha256)
             accepted.append(
@@ -200,11 +213,14 @@ def _store(
     with read_session(project.engine) as session:
         existing = queries.existing_hashes(session, project.id, [a.image.sha256 for a in accepted])
     fresh = [a for a in accepted if a.image.sha256 not in existing]
-    report.duplicates.extend(a.item.path for a in accepted if a.image.sha256 in existing)
+    report.duplicates.extend(
+        _printable(a.item.path) for a in accepted if a.image.sha256 in existing
+    )
     if not fresh:
         return
-    if copy_files:
-        for entry in fresh:
+    for entry in fresh:
+        # A file name that is not valid UTF-8 cannot be stored as text: keep a copy by hash.
+        if copy_files or not _utf8_safe(entry.item.path):
             entry.stored_path = str(_store_file(project.files_dir, entry))
     # The tensors go to disk first: a crash between here and the commit leaves an unused shard,
     # never a row that points at missing pixels.
@@ -266,9 +282,9 @@ def _store(
     with_write_retry(project.engine, insert)
     for entry in fresh:
         if entry.image.sha256 in late_duplicates:
-            report.duplicates.append(entry.item.path)
+            report.duplicates.append(_printable(entry.item.path))
         else:
-            report.accepted.append(entry.item.path)
+            report.accepted.append(_printable(entry.item.path))
 
 
 def _store_file(folder: Path, entry: _Accepted) -> Path:
