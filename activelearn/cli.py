@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from activelearn import cli_rounds
 from activelearn.errors import ActivelearnError
 from activelearn.services.workspace import DEMO_PROJECT, Project, Workspace
 
@@ -183,12 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     backup.add_argument("out", help="the backup file to write")
     backup.set_defaults(handler=cmd_backup)
 
-    try:
-        from activelearn import cli_rounds
-    except ImportError:  # pragma: no cover - only while the rounds module is absent
-        cli_rounds = None
-    if cli_rounds is not None:
-        cli_rounds.register(sub)
+    cli_rounds.register(sub)
     return parser
 
 

@@ -49,3 +49,7 @@ class RoundInProgress(ActivelearnError):
 
 class InvalidSetting(ActivelearnError):
     pass
+
+
+class NothingToExport(ActivelearnError):
+    """An export was asked for before there is anything to export (no round, no checkpoint)."""

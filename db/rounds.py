@@ -186,24 +186,29 @@ def finish_round(
 
 
 def reap_stale_rounds(
-    session: Session, *, older_than: datetime, now: datetime, error: str
+    session: Session,
+    *,
+    older_than: datetime,
+    now: datetime,
+    error: str,
+    project_id: int | None = None,
 ) -> list[int]:
-    """Fail every running round whose last heartbeat is older than `older_than`."""
-    stale = list(
-        session.scalars(
-            select(Round.id).where(
-                Round.status == "running",
-                (Round.heartbeat_at < older_than) | Round.heartbeat_at.is_(None),
-            )
-        )
-    )
+    """Fail every running round (of one project, when given) whose last heartbeat is older
+    than `older_than`; their ids."""
+    conditions = [
+        Round.status == "running",
+        (Round.heartbeat_at < older_than) | Round.heartbeat_at.is_(None),
+    ]
+    if project_id is not None:
+        conditions.append(Round.project_id == project_id)
+    stale = [int(i) for i in session.scalars(select(Round.id).where(*conditions))]
     if stale:
         session.execute(
             update(Round)
             .where(Round.id.in_(stale), Round.status == "running")
             .values(status="failed", phase="failed", finished_at=now, error=error)
         )
-    return [int(i) for i in stale]
+    return stale
 
 
 def latest_round(session: Session, project_id: int) -> Round | None:

@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,11 +47,32 @@ def round_info(row: Round) -> RoundInfo:
     )
 
 
-def request_round(project: Project, *, requested_by: str | None = None) -> RoundInfo:
-    """Queue a round for the project; if one is queued or running already, return that one."""
+def request_round(
+    project: Project,
+    *,
+    requested_by: str | None = None,
+    stale_after_s: float | None = None,
+) -> RoundInfo:
+    """Queue a round for the project; if one is queued or running already, return that one.
+
+    A running round whose worker stopped heartbeating (stale_after_s, default the worker's
+    timeout) is failed first, so a killed worker never blocks the next round even while no
+    worker is running to reap it.
+    """
     from activelearn.services.workspace import utcnow
+    from activelearn.worker import DEFAULT_HEARTBEAT_TIMEOUT_S, stale_message
+
+    timeout = DEFAULT_HEARTBEAT_TIMEOUT_S if stale_after_s is None else stale_after_s
 
     def work(session: Session) -> RoundInfo:
+        now = utcnow()
+        round_queries.reap_stale_rounds(
+            session,
+            older_than=now - timedelta(seconds=timeout),
+            now=now,
+            error=stale_message(timeout),
+            project_id=project.id,
+        )
         active = round_queries.active_round(session, project.id)
         if active is not None:
             return round_info(active)

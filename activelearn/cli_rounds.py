@@ -1,0 +1,153 @@
+"""The `train`, `worker` and `simulate` subcommands of the `activelearn` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+DEFAULT_PROJECT = "demo"
+
+
+def _add_db(parser: argparse.ArgumentParser, *, project: bool) -> None:
+    parser.add_argument(
+        "--db",
+        default=None,
+        help="SQLAlchemy URL (default: $ACTIVELEARN_DB_URL or sqlite:///data/activelearn.db)",
+    )
+    parser.add_argument(
+        "--data-dir", default=None, help="caches and checkpoints folder (default: beside the db)"
+    )
+    if project:
+        parser.add_argument(
+            "--project", default=DEFAULT_PROJECT, help=f"project name (default: {DEFAULT_PROJECT})"
+        )
+
+
+def register(subparsers: Any) -> None:
+    """Add `train`, `worker` and `simulate` to the `activelearn` parser's subcommands."""
+    from activelearn import worker
+
+    train = subparsers.add_parser("train", help="queue a retraining round (a worker runs it)")
+    _add_db(train, project=True)
+    train.add_argument(
+        "--wait", action="store_true", help="wait for the round, running it here if no worker is"
+    )
+    train.add_argument(
+        "--timeout", type=float, default=None, help="with --wait: give up after this many seconds"
+    )
+    train.set_defaults(handler=cmd_train)
+
+    run = subparsers.add_parser("worker", help="run queued rounds in the background (all projects)")
+    worker.add_arguments(run)
+    run.set_defaults(handler=cmd_worker)
+
+    sim = subparsers.add_parser(
+        "simulate", help="oracle simulation of active learning on a labeled manifest"
+    )
+    sim.add_argument("--manifest", help="pool CSV with path,label columns")
+    sim.add_argument("--test", dest="test_manifest", help="test CSV with path,label columns")
+    sim.add_argument("--demo", action="store_true", help="use the built-in MNIST subset")
+    sim.add_argument(
+        "--strategy",
+        action="append",
+        dest="strategies",
+        help="acquisition strategy (repeatable; default: bald and random); any registry name",
+    )
+    sim.add_argument("--init", type=int, default=20, help="initial random labels (default 20)")
+    sim.add_argument("--batch", type=int, default=10, help="labels revealed per round (10)")
+    sim.add_argument("--budget", type=int, default=300, help="stop at this many labels (300)")
+    sim.add_argument("--members", type=int, default=5, help="ensemble members (5)")
+    sim.add_argument("--epochs", type=int, default=20, help="training epochs per round (20)")
+    sim.add_argument("--batch-size", type=int, default=64, help="training batch size (64)")
+    sim.add_argument("--repeats", type=int, default=3, help="repeats per strategy (3)")
+    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument(
+        "--first-repeat", type=int, default=0, help="number repeats from here (extend a run)"
+    )
+    sim.add_argument("--image-size", type=int, default=28)
+    sim.add_argument("--channels", type=int, choices=(1, 3), default=1)
+    sim.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    sim.add_argument(
+        "--threads", type=int, default=None, help="CPU threads (default: cores - 1, at least 1)"
+    )
+    sim.add_argument(
+        "--balanced-init", action="store_true", help="spread the initial labels over classes"
+    )
+    sim.add_argument("--out", default=None, help="CSV file, one row per round")
+    sim.set_defaults(handler=cmd_simulate)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from activelearn.services import rounds
+    from activelearn.services.workspace import Workspace
+
+    with Workspace(args.db, data_dir=args.data_dir) as ws:
+        project = ws.project(args.project)
+        info = project.request_round(requested_by="cli")
+        print(f"round {info.id} {info.status} for project {project.name!r}")
+        if not args.wait:
+            if not rounds.worker_alive(ws):
+                print("no worker is running: start one with `activelearn worker`")
+            return 0
+        if info.status == "queued" and not rounds.worker_alive(ws):
+            # No worker: run the claimed round right here (the same code path as a worker).
+            from activelearn.worker import WorkerConfig, run_worker, set_threads
+
+            set_threads(None)
+            run_worker(WorkerConfig(url=ws.url, data_dir=ws.data_dir, once=True))
+        last: list[str] = []
+
+        def show(update: Any) -> None:
+            line = f"  {update.status} {update.phase} {update.progress:.0%}"
+            if not last or last[-1] != line:
+                last.append(line)
+                print(line, flush=True)
+
+        final = rounds.wait_for_round(project, info.id, timeout_s=args.timeout, on_update=show)
+        if final.status == "succeeded":
+            print(f"round {final.id} succeeded on {final.n_labels} labels ({final.device})")
+            return 0
+        print(f"round {final.id} {final.status}: {final.error or ''}".rstrip(), file=sys.stderr)
+        return 0 if final.status in ("queued", "running") else 1
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from activelearn.worker import run_from_args
+
+    return run_from_args(args)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from activelearn.simulate import SimulationConfig, SimulationError, run_cli
+    from activelearn.worker import set_threads
+
+    set_threads(args.threads)
+
+    config = SimulationConfig(
+        strategies=tuple(args.strategies or ("bald", "random")),
+        init=args.init,
+        batch=args.batch,
+        budget=args.budget,
+        members=args.members,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        repeats=args.repeats,
+        seed=args.seed,
+        device=args.device,
+        balanced_init=args.balanced_init,
+        first_repeat=args.first_repeat,
+    )
+    try:
+        return run_cli(
+            manifest=args.manifest,
+            test_manifest=args.test_manifest,
+            demo=args.demo,
+            config=config,
+            out=args.out,
+            image_size=args.image_size,
+            channels=args.channels,
+        )
+    except SimulationError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2

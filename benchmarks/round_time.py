@@ -1,0 +1,80 @@
+"""Time one round on the demo through the real path: database, tensor cache, worker code.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/round_time.py [--labels 300] [--members 5]
+
+Creates the demo project in a temporary folder (or --dir), labels --labels pool images with their
+gold labels through the public API, queues a round and runs it with the worker's `run_round`,
+then prints the phase breakdown the round stored. Target: under 30 s on the 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from sqlalchemy import select
+
+from activelearn import Workspace
+from activelearn.services.training import run_round
+from activelearn.worker import claim_round, set_threads
+from db.engine import read_session
+from db.models import Sample
+
+TARGET_S = 30.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--labels", type=int, default=300)
+    parser.add_argument("--members", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=None, help="default: cores - 1")
+    parser.add_argument("--dir", default=None, help="reuse a folder (the demo import is cached)")
+    args = parser.parse_args()
+    threads = set_threads(args.threads)
+    folder = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="round-time-"))
+    ws = Workspace(f"sqlite:///{folder / 'bench.db'}", data_dir=folder / "data")
+    started = time.perf_counter()
+    project = ws.ensure_demo()
+    print(f"demo ready in {time.perf_counter() - started:.1f} s ({folder})")
+    project.update_settings(members=args.members, epochs=args.epochs, retrain_every=0)
+    status = project.status()
+    with read_session(ws.engine) as session:
+        gold = dict(
+            session.execute(
+                select(Sample.id, Sample.gold_label).where(Sample.project_id == project.id)
+            ).all()
+        )
+    labeled = status.n_labeled
+    while labeled < args.labels:
+        task = project.next_task("bench")
+        project.submit(task.id, label=gold[task.sample_id], annotator="bench")
+        labeled += 1
+    queued = project.request_round(requested_by="benchmark")
+    round_id = claim_round(ws.engine, worker="benchmark")
+    assert round_id == queued.id
+    started = time.perf_counter()
+    status_text = run_round(ws.engine, round_id, data_dir=ws.data_dir, worker="benchmark")
+    wall = time.perf_counter() - started
+    info = next(r for r in project.rounds() if r.id == round_id)
+    timings = info.detail.get("timings", {})
+    print(
+        f"\nround {round_id}: {status_text}; {info.n_labels} labels, "
+        f"{project.status().n_unlabeled} pool images scored, M={args.members}, "
+        f"epochs run {info.detail.get('epochs_run')}, device {info.device}, {threads} thread(s)"
+    )
+    print("| phase | seconds |\n|---|---|")
+    for phase in ("loading", "training", "evaluating", "scoring", "saving", "total"):
+        if phase in timings:
+            print(f"| {phase} | {timings[phase]:.2f} |")
+    print(f"| wall (run_round) | {wall:.2f} |")
+    verdict = "meets" if wall < TARGET_S else "misses"
+    print(f"\n{verdict} the {TARGET_S:.0f} s target")
+    ws.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

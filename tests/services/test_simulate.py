@@ -1,0 +1,72 @@
+"""`activelearn simulate` on a tiny manifest: the documented CSV columns, rounds, summary."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import pytest
+
+from activelearn.cli import main
+from activelearn.core.acquisition import STRATEGIES
+from activelearn.simulate import CSV_COLUMNS, RoundRow, labels_to_reach
+from tests.services.test_rounds import one_torch_thread, write_manifest  # noqa: F401
+
+
+def manifests(folder: Path) -> tuple[Path, Path]:
+    pool = [(cls, seed, label, None) for cls, label in enumerate("abc") for seed in range(10)]
+    test = [(cls, 500 + seed, label, None) for cls, label in enumerate("abc") for seed in range(5)]
+    return write_manifest(folder, pool, name="pool"), write_manifest(folder, test, name="test")
+
+
+def test_simulate_writes_one_row_per_round_with_the_documented_columns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    pool, test = manifests(tmp_path / "images")
+    out = tmp_path / "results.csv"
+    code = main(
+        [
+            "simulate", "--manifest", str(pool), "--test", str(test),
+            "--strategy", "bald", "--strategy", "random", "--strategy", "batchbald",
+            "--init", "3", "--batch", "3", "--budget", "9", "--members", "2", "--epochs", "1",
+            "--repeats", "2", "--seed", "0", "--image-size", "12", "--out", str(out),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    with out.open() as handle:
+        reader = csv.DictReader(handle)
+        assert tuple(reader.fieldnames) == CSV_COLUMNS
+        rows = list(reader)
+    assert len(rows) == 3 * 2 * 3  # strategies x repeats x rounds (3, 6, 9 labels)
+    for strategy in ("bald", "random", "batchbald"):
+        mine = [r for r in rows if r["strategy"] == strategy and r["repeat"] == "0"]
+        assert [int(r["round"]) for r in mine] == [0, 1, 2]
+        assert [int(r["n_labels"]) for r in mine] == [3, 6, 9]
+        for row in mine:
+            assert 0.0 <= float(row["test_accuracy"]) <= 1.0
+            assert float(row["test_nll"]) >= 0 and 0.0 <= float(row["test_ece"]) <= 1.0
+            assert float(row["seconds"]) > 0
+    printed = capsys.readouterr().out
+    assert "labels to 90%" in printed and "labels to 95%" in printed
+    assert all(name in printed for name in ("bald", "random", "batchbald"))
+
+
+def test_simulate_rejects_an_unknown_strategy_and_accepts_the_registry(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    pool, test = manifests(tmp_path / "images")
+    code = main(["simulate", "--manifest", str(pool), "--test", str(test), "--strategy", "oracle"])
+    assert code == 2
+    assert "unknown strategy oracle" in capsys.readouterr().err
+    assert {"bald", "random", "entropy", "batchbald", "power_bald"} <= set(STRATEGIES)
+
+
+def test_labels_to_reach_takes_the_median_over_repeats():
+    def row(repeat: int, n: int, accuracy: float) -> RoundRow:
+        return RoundRow("bald", repeat, n // 10, n, accuracy, 0.1, 0.01, 1.0)
+
+    rows = [row(0, 20, 0.8), row(0, 30, 0.96), row(1, 20, 0.91), row(1, 30, 0.93)]
+    rows += [row(2, 20, 0.5), row(2, 30, 0.6)]
+    assert labels_to_reach(rows, 0.90) == {"bald": 30.0}  # 30, 20, never -> median 30
+    assert math.isinf(labels_to_reach(rows, 0.95)["bald"])  # 30, never, never
