@@ -1,0 +1,565 @@
+"""Uncertainty dashboard: is the model learning, can its confidence be trusted, when to stop.
+
+A page script (st.navigation runs it top to bottom). Data comes from
+activelearn.services.dashboard, cached per round (a finished round never changes) or per label
+version (labels do); figures come from activelearn.ui.charts; user text goes through
+components.md (Markdown) or charts.escape (Plotly).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from activelearn import ActivelearnError, Project
+from activelearn.services import dashboard as data
+from activelearn.services import export
+from activelearn.ui import charts, components, state
+
+THRESHOLD_KEY = "dashboard_threshold"
+SCATTER_KEY = "dashboard_scatter"
+MESSAGE_KEY = "dashboard_message"
+GALLERY_PIXELS = 112
+MAX_LABEL_ERRORS_SHOWN = 20
+VERDICT_STYLE = {
+    "keep labeling": (st.success, ":material/trending_up:"),
+    "diminishing returns": (st.warning, ":material/trending_flat:"),
+    "stop": (st.info, ":material/flag:"),
+}
+
+# ------------------------------------------------------------------ cached data
+# The leading underscore keeps the Project out of the cache key; `key` (database URL, project
+# id) and the round ids / label version are the key.
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _learning(_project: Project, key: tuple[str, int], round_id: int, sims: tuple) -> Any:
+    return data.learning_curves(_project)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _pool(_project: Project, key: tuple[str, int], round_id: int, previous_id: int | None) -> Any:
+    return data.pool_view(_project, round_id, previous_id)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _details(_project: Project, key: tuple[str, int], round_id: int) -> Any:
+    return data.round_details(_project, round_id)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _training(_project: Project, key: tuple[str, int], round_id: int) -> Any:
+    return data.training_curves(_project, round_id)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _labels(_project: Project, key: tuple[str, int], version: tuple[int, int]) -> Any:
+    return data.label_stats(_project)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _errors(_project: Project, key: tuple[str, int], round_id: int, version: tuple) -> Any:
+    return data.find_label_errors(_project, round_id)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _stopping(
+    _project: Project,
+    key: tuple[str, int],
+    round_id: int,
+    previous_id: int | None,
+    version: tuple[int, int],
+    sims: tuple,
+) -> Any:
+    curves = _learning(_project, key, round_id, sims).curves
+    view = _pool(_project, key, round_id, previous_id)
+    return data.stopping_advice(_project, curves, view)
+
+
+def _simulation_stamp(project: Project) -> tuple:
+    """Names and modification times of the simulation CSVs: a new file refreshes the curves."""
+    folder = data.simulation_dir(project)
+    if not folder.is_dir():
+        return ()
+    return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in folder.glob("*.csv")))
+
+
+# ------------------------------------------------------------------ pieces
+
+
+def show_chart(chart: charts.Chart, *, key: str, **options: Any) -> Any:
+    event = st.plotly_chart(chart.figure, key=key, **options)
+    st.caption(chart.caption)
+    return event
+
+
+def gallery(frame: pd.DataFrame, classes: tuple[str, ...], *, score: str) -> None:
+    if frame.empty:
+        st.caption("No samples.")
+        return
+    images: list[bytes] = []
+    captions: list[str] = []
+    for row in frame.itertuples(index=False):
+        try:
+            images.append(components.upscaled_png(str(row.path), GALLERY_PIXELS))
+        except OSError:
+            continue
+        predicted = classes[row.predicted_class] if row.predicted_class < len(classes) else "?"
+        captions.append(
+            f"#{row.sample_id} · {components.md(predicted)} · {getattr(row, score):.3f}"
+        )
+    if images:
+        st.image(images, caption=captions, width=GALLERY_PIXELS)
+    else:
+        st.caption("The image files of these samples are missing.")
+
+
+def show_selected_sample(event: Any, view: data.PoolView, classes: tuple[str, ...]) -> None:
+    points = []
+    try:
+        points = list(event.selection.points) if event is not None else []
+    except AttributeError:
+        points = []
+    if not points:
+        st.caption("Click a point of the scatter plot to see its image here.")
+        return
+    custom = points[0].get("customdata") or []
+    if not custom:
+        return
+    sample_id = int(custom[0])
+    row = view.points[view.points["sample_id"] == sample_id]
+    if row.empty:
+        return
+    sample = row.iloc[0]
+    left, right = st.columns([1, 3])
+    with left:
+        components.show_image(str(sample["path"]), target=GALLERY_PIXELS * 2)
+    with right:
+        predicted = int(sample["predicted_class"])
+        name = classes[predicted] if predicted < len(classes) else str(predicted)
+        st.markdown(
+            f"**Sample {sample_id}** · {components.md(charts.file_name(sample['path']))}  \n"
+            f"Predicted **{components.md(name)}** with confidence {sample['confidence']:.3f}  \n"
+            f"Mutual information {sample['mutual_information']:.3f} · expected entropy "
+            f"{sample['expected_entropy']:.3f} · predictive entropy "
+            f"{sample['predictive_entropy']:.3f}"
+        )
+
+
+def _send_back(project: Project, sample_id: int) -> None:
+    by = state.annotator() or "project lead"
+    try:
+        withdrawn = data.send_back_for_review(project, sample_id, by=by)
+    except ActivelearnError as error:
+        st.session_state[MESSAGE_KEY] = ("error", str(error))
+        return
+    st.session_state[MESSAGE_KEY] = (
+        "success",
+        f"Sample {sample_id} is back in the labeling queue ({withdrawn} label(s) withdrawn, "
+        "kept in the history).",
+    )
+
+
+def _show_message() -> None:
+    message = st.session_state.pop(MESSAGE_KEY, None)
+    if message is not None:
+        kind, text = message
+        (st.error if kind == "error" else st.success)(text)
+
+
+# ------------------------------------------------------------------ sections
+
+
+def section_stopping(advice: data.StoppingAdvice, curves: pd.DataFrame) -> None:
+    show, icon = VERDICT_STYLE.get(advice.verdict, (st.info, None))
+    show(f"**{advice.verdict.capitalize()}.** {advice.message}", icon=icon)
+    cols = st.columns(4)
+    gain = advice.gain_per_100
+    cols[0].metric(
+        "Accuracy gain per 100 labels", "n/a" if gain is None else f"{gain * 100:+.2f} pp"
+    )
+    acc = advice.latest_accuracy
+    se = advice.latest_accuracy_se
+    cols[1].metric(
+        "Latest accuracy",
+        "n/a" if acc is None else f"{acc:.1%}",
+        help=None if se is None else f"±{se:.1%} (one standard error)",
+    )
+    share = advice.informative_share
+    cols[2].metric(
+        f"Pool with MI > {advice.thresholds.mutual_information} nats",
+        "n/a" if share is None else f"{share:.1%}",
+    )
+    stab = advice.stability
+    cols[3].metric("Predictions unchanged", "n/a" if stab is None else f"{stab:.1%}")
+    with st.expander("Why this advice"):
+        for reason in advice.reasons:
+            st.markdown(f"- {reason}")
+        ensemble = curves[curves["member"] == -1][["n_labels", "accuracy"]].dropna()
+        if len(ensemble) >= 2:
+            show_chart(
+                charts.stopping_chart(
+                    ensemble,
+                    fit_n_labels=advice.fit_n_labels,
+                    fit_accuracy=advice.fit_accuracy,
+                ),
+                key="chart_stopping",
+            )
+
+
+def section_learning(curves: data.LearningCurves, training: pd.DataFrame, round_id: int) -> None:
+    if curves.simulation is None:
+        st.caption(
+            "No simulation results for this project yet: run `activelearn simulate` to draw the "
+            "random-sampling curve beside these."
+        )
+    columns = st.columns(3)
+    for column, metric in zip(columns, data.METRICS, strict=True):
+        with column:
+            show_chart(
+                charts.learning_curve_chart(
+                    curves.curves, metric=metric, simulation=curves.simulation
+                ),
+                key=f"chart_learning_{metric}",
+            )
+    sources = sorted(set(curves.curves["eval_source"].dropna()))
+    if len(sources) > 1:
+        st.caption(
+            "Note: the evaluation set changed between rounds (audit samples, then an imported "
+            "test split); points measured on different sets are not strictly comparable."
+        )
+    if training.empty:
+        st.caption(f"Round {round_id} stored no training curves.")
+    else:
+        show_chart(charts.training_curve_chart(training, round_id=round_id), key="chart_training")
+
+
+def section_pool(view: data.PoolView, classes: tuple[str, ...]) -> None:
+    st.caption(
+        f"Round {view.round_id} scored {view.n_pool:,} unlabeled pool samples"
+        + (f"; grey bars are round {view.previous_id}." if view.previous_id else ".")
+    )
+    columns = st.columns(len(view.histograms) or 1)
+    for column, (score, hist) in zip(columns, view.histograms.items(), strict=False):
+        with column:
+            show_chart(
+                charts.score_histogram_chart(
+                    score=score,
+                    edges=hist.edges,
+                    latest=hist.latest,
+                    previous=hist.previous,
+                    latest_label=f"round {view.round_id}",
+                    previous_label=f"round {view.previous_id}",
+                ),
+                key=f"chart_hist_{score}",
+            )
+    event = show_chart(
+        charts.uncertainty_scatter_chart(view.points, classes=classes),
+        key=SCATTER_KEY,
+        on_select="rerun",
+        selection_mode="points",
+    )
+    show_selected_sample(event, view, classes)
+    left, right = st.columns(2)
+    with left:
+        st.subheader("Most informative samples")
+        st.caption("Highest mutual information: the members disagree most; the queue's top.")
+        gallery(view.top_mutual_information, classes, score="mutual_information")
+    with right:
+        st.subheader("Possibly out of distribution")
+        st.caption(
+            "Highest predictive entropy among the 10% of the pool with the most member "
+            "disagreement: a flat, contested prediction, often a sample unlike anything labeled "
+            "(a proxy, not a detector)."
+        )
+        gallery(view.out_of_distribution, classes, score="predictive_entropy")
+
+
+def section_calibration(details: data.RoundDetails, curves: pd.DataFrame) -> None:
+    left, right = st.columns(2)
+    reliability = details.reliability
+    with left:
+        if reliability.get("edges"):
+            show_chart(
+                charts.reliability_chart(
+                    edges=reliability["edges"],
+                    confidence=reliability.get("confidence", []),
+                    accuracy=reliability.get("accuracy", []),
+                    counts=reliability.get("counts", []),
+                    ece=details.ece,
+                ),
+                key="chart_reliability",
+            )
+        else:
+            st.caption("The latest round stored no reliability bins.")
+    with right:
+        show_chart(charts.ece_over_rounds_chart(data.ece_over_rounds(curves)), key="chart_ece")
+
+
+def section_selective(details: data.RoundDetails, view: data.PoolView) -> None:
+    threshold = st.slider(
+        "Confidence threshold: abstain on samples below it",
+        min_value=0.0,
+        max_value=1.0,
+        value=0.8,
+        step=0.01,
+        key=THRESHOLD_KEY,
+    )
+    abstained, expected = data.abstention_at(view, threshold)
+    eval_accuracy, eval_coverage = data.eval_accuracy_above(details, threshold)
+    cols = st.columns(3)
+    cols[0].metric("Pool abstained on", f"{abstained:.1%}")
+    cols[1].metric(
+        "Expected accuracy on the rest",
+        "n/a" if expected is None else f"{expected:.1%}",
+        help="The mean confidence of the pool samples kept: accuracy if the model is calibrated.",
+    )
+    cols[2].metric(
+        "Evaluation accuracy above it",
+        "n/a" if eval_accuracy is None else f"{eval_accuracy:.1%}",
+        help=f"Measured on the {eval_coverage:.0%} of evaluation samples at or above it.",
+    )
+    left, right = st.columns(2)
+    with left:
+        coverage = details.risk_coverage
+        if coverage.get("coverage"):
+            show_chart(
+                charts.accuracy_coverage_chart(
+                    coverage=coverage["coverage"],
+                    risk=coverage["risk"],
+                    aurc=coverage.get("aurc"),
+                    marked_coverage=eval_coverage if details.eval_confidence else None,
+                ),
+                key="chart_coverage",
+            )
+        else:
+            st.caption("The latest round stored no risk-coverage curve.")
+    with right:
+        show_chart(
+            charts.abstention_chart(
+                thresholds=view.thresholds,
+                abstained_share=view.abstained_share,
+                expected_accuracy=view.expected_accuracy,
+                threshold=threshold,
+            ),
+            key="chart_abstention",
+        )
+
+
+def section_labels(stats: data.LabelStats, details: data.RoundDetails | None, classes) -> None:
+    left, right = st.columns(2)
+    with left:
+        if details is not None and details.confusion:
+            show_chart(
+                charts.confusion_matrix_chart(details.confusion, classes=classes),
+                key="chart_confusion",
+            )
+        else:
+            st.caption("No confusion matrix before the first finished round.")
+    with right:
+        if stats.per_class.empty:
+            st.caption("No labels yet.")
+        else:
+            show_chart(
+                charts.labels_per_class_chart(stats.per_class, classes=classes),
+                key="chart_per_class",
+            )
+    left, right = st.columns(2)
+    with left:
+        if not stats.per_hour.empty:
+            show_chart(charts.labels_per_hour_chart(stats.per_hour), key="chart_per_hour")
+    with right:
+        if stats.n_multi:
+            st.markdown(
+                f"**{stats.n_multi:,}** samples carry labels from several annotators; all agree "
+                f"on **{stats.n_unanimous:,}** ({stats.n_unanimous / stats.n_multi:.0%})."
+            )
+            show_chart(
+                charts.agreement_chart(
+                    stats.agreement, annotators=stats.annotators, shared=stats.shared
+                ),
+                key="chart_agreement",
+            )
+        else:
+            st.caption("No sample has labels from more than one annotator yet.")
+
+
+def section_label_errors(project: Project, errors: list[data.SuspectedLabelError]) -> None:
+    st.caption(
+        "Labeled samples whose label every ensemble member rejects: each member predicts another "
+        f"class, the ensemble gives the label under {data.LABEL_ERROR_MAX_LABEL_PROBABILITY:.0%} "
+        f"and its own answer at least {data.LABEL_ERROR_MIN_CONFIDENCE:.0%}. Sending one back "
+        "withdraws its labels (kept in the history) and returns it to the labeling queue."
+    )
+    _show_message()
+    if not errors:
+        st.success("No suspected label errors in the latest round.")
+        return
+    st.markdown(f"**{len(errors):,}** suspected; the most suspicious first.")
+    for error in errors[:MAX_LABEL_ERRORS_SHOWN]:
+        image, text, action = st.columns([1, 4, 2], vertical_alignment="center")
+        with image:
+            try:
+                st.image(components.upscaled_png(error.path, 84), width=84)
+            except OSError:
+                st.caption("image missing")
+        with text:
+            members = ", ".join(components.md(name) for name in error.member_predictions)
+            st.markdown(
+                f"**#{error.sample_id}** {components.md(charts.file_name(error.path))}  \n"
+                f"labeled **{components.md(error.label)}** "
+                f"(ensemble: {error.label_probability:.1%}); predicted "
+                f"**{components.md(error.predicted)}** ({error.confidence:.1%}); "
+                f"members: {members}"
+            )
+        with action:
+            st.button(
+                "Send back for re-review",
+                key=f"dashboard_review_{error.sample_id}",
+                on_click=_send_back,
+                args=(project, error.sample_id),
+            )
+
+
+def section_export(project: Project, has_round: bool) -> None:
+    st.caption(
+        "Labels: every live label (CSV, JSONL) or the images copied into one folder per class "
+        "(ImageFolder layout, ZIP). Predictions: every sample the latest round scored with all "
+        "uncertainty scores and class probabilities. Checkpoint: the latest model's "
+        "safetensors weights, config and class names (ZIP)."
+    )
+    name = project.name.replace("/", "_")
+    row = st.columns(3)
+    row[0].download_button(
+        "Labels (CSV)",
+        data=lambda: export.labels_csv_bytes(project),
+        file_name=f"{name}-labels.csv",
+        mime="text/csv",
+        key="export_labels_csv",
+    )
+    row[1].download_button(
+        "Labels (JSONL)",
+        data=lambda: export.labels_jsonl_bytes(project),
+        file_name=f"{name}-labels.jsonl",
+        mime="application/jsonl",
+        key="export_labels_jsonl",
+    )
+    row[2].download_button(
+        "Images by class (ZIP)",
+        data=lambda: export.image_folder_zip_bytes(project),
+        file_name=f"{name}-imagefolder.zip",
+        mime="application/zip",
+        key="export_imagefolder",
+    )
+    if not has_round:
+        st.caption("Predictions and the checkpoint appear after the first finished round.")
+        return
+    row = st.columns(3)
+    row[0].download_button(
+        "Pool predictions (CSV)",
+        data=lambda: export.predictions_csv_bytes(project),
+        file_name=f"{name}-predictions.csv",
+        mime="text/csv",
+        key="export_predictions_csv",
+    )
+    row[1].download_button(
+        "Pool predictions (Parquet)",
+        data=lambda: export.predictions_parquet_bytes(project),
+        file_name=f"{name}-predictions.parquet",
+        mime="application/vnd.apache.parquet",
+        key="export_predictions_parquet",
+    )
+    try:
+        round_id, _folder = export.latest_checkpoint(project)
+    except ActivelearnError:
+        row[2].caption("No checkpoint on disk for the finished rounds.")
+    else:
+        row[2].download_button(
+            f"Checkpoint of round {round_id} (ZIP)",
+            data=lambda: export.checkpoint_zip_bytes(project),
+            file_name=f"{name}-round{round_id}-checkpoint.zip",
+            mime="application/zip",
+            key="export_checkpoint",
+        )
+
+
+# ------------------------------------------------------------------ the page
+
+workspace, project = components.page_start("Uncertainty dashboard")
+if project is None:
+    st.info("No project yet: create one on the Project setup page.")
+    st.stop()
+assert project is not None
+
+cache_key = (workspace.url, project.id)
+summary = data.overview(project)
+version = data.label_version(project)
+latest, previous = summary.latest, summary.previous
+classes = summary.classes
+stats = _labels(project, cache_key, version)
+
+if latest is None:
+    st.info(
+        "No training round has finished yet, so there is nothing to chart about the model. "
+        "Label some samples and start a round on the Project setup page.",
+        icon=":material/hourglass_empty:",
+    )
+    st.header("Labels and people")
+    section_labels(stats, None, classes)
+    st.header("Export")
+    section_export(project, has_round=False)
+    st.stop()
+assert latest is not None
+
+sims = _simulation_stamp(project)
+previous_id = previous.id if previous is not None else None
+curves = _learning(project, cache_key, latest.id, sims)
+view = _pool(project, cache_key, latest.id, previous_id)
+details = _details(project, cache_key, latest.id)
+training = _training(project, cache_key, latest.id)
+advice = _stopping(project, cache_key, latest.id, previous_id, version, sims)
+label_errors = _errors(project, cache_key, latest.id, version)
+
+st.caption(
+    f"Latest finished round: {latest.id}, trained on {latest.n_labels:,} labels; "
+    f"{len(summary.rounds)} finished round(s) in all. Evaluated on {details.n_eval:,} "
+    f"{'imported test' if details.eval_source == 'test' else 'held-out audit'} samples."
+)
+st.header("Stopping advice")
+section_stopping(advice, curves.curves)
+
+(
+    tab_learning,
+    tab_pool,
+    tab_calibration,
+    tab_selective,
+    tab_labels,
+    tab_errors,
+    tab_export,
+) = st.tabs(
+    [
+        "Learning curves",
+        "Pool uncertainty",
+        "Calibration",
+        "Selective classification",
+        "Labels and people",
+        f"Suspected label errors ({len(label_errors)})",
+        "Export",
+    ]
+)
+with tab_learning:
+    section_learning(curves, training, latest.id)
+with tab_pool:
+    section_pool(view, classes)
+with tab_calibration:
+    section_calibration(details, curves.curves)
+with tab_selective:
+    section_selective(details, view)
+with tab_labels:
+    section_labels(stats, details, classes)
+with tab_errors:
+    section_label_errors(project, label_errors)
+with tab_export:
+    section_export(project, has_round=True)

@@ -1,0 +1,327 @@
+"""Project setup: create projects, import images, choose training settings, retrain now."""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import streamlit as st
+
+from activelearn import ActivelearnError, ImportReport, Project, Workspace
+from activelearn.services.settings import KNOWN_STRATEGIES
+from activelearn.ui import components, state
+
+REPORT_KEY = "setup_import_report"  # (project id, source shown, ImportReport)
+MESSAGE_KEY = "setup_message"  # (kind, text): one-shot result of the last action
+
+
+def parse_classes(text: str) -> list[str]:
+    """Class names typed one per line or separated by commas; blanks dropped, order kept."""
+    return [part.strip() for part in re.split(r"[,\n]", text or "") if part.strip()]
+
+
+def strategy_choices(current: str) -> list[str]:
+    """One name per strategy (aliases dropped, the first spelling kept), plus the current one."""
+    seen: set[str] = set()
+    choices = []
+    for name in KNOWN_STRATEGIES:
+        shown = components.STRATEGY_NAMES.get(name, name)
+        if shown not in seen or name == current:
+            seen.add(shown)
+            choices.append(name)
+    return choices
+
+
+def _message(kind: str, text: str) -> None:
+    st.session_state[MESSAGE_KEY] = (kind, text)
+
+
+def _show_message() -> None:
+    message = st.session_state.pop(MESSAGE_KEY, None)
+    if message is not None:
+        kind, text = message
+        {"error": st.error, "success": st.success, "info": st.info}[kind](text)
+
+
+# ------------------------------------------------------------------ actions (widget callbacks)
+
+
+def on_create(ws: Workspace) -> None:
+    name = st.session_state.get("new_project_name", "")
+    classes = parse_classes(st.session_state.get("new_project_classes", ""))
+    try:
+        project = ws.create_project(name, classes)
+    except ActivelearnError as error:
+        _message("error", str(error))
+        return
+    state.select_project(project.name)
+    _message("success", f"Created project {project.name!r} with {len(classes)} classes.")
+
+
+def _store_report(project: Project, source: str, report: ImportReport) -> None:
+    st.session_state[REPORT_KEY] = (project.id, source, report)
+
+
+def on_import_folder(project: Project) -> None:
+    path = (st.session_state.get("import_folder_path") or "").strip()
+    if not path:
+        _message("error", "Type the path of a folder on the server first.")
+        return
+    try:
+        _store_report(project, path, project.import_images(path))
+    except ActivelearnError as error:
+        _message("error", str(error))
+
+
+def on_import_manifest(project: Project) -> None:
+    path = (st.session_state.get("import_manifest_path") or "").strip()
+    if not path:
+        _message("error", "Type the path of a CSV manifest on the server first.")
+        return
+    try:
+        _store_report(project, path, project.import_manifest(path))
+    except ActivelearnError as error:
+        _message("error", str(error))
+
+
+def on_import_zip(project: Project) -> None:
+    upload = st.session_state.get("import_zip_file")
+    if upload is None:
+        _message("error", "Choose a zip file first.")
+        return
+    try:
+        report = project.import_zip(upload.getvalue(), name=upload.name)
+    except ActivelearnError as error:
+        _message("error", str(error))
+        return
+    _store_report(project, upload.name, report)
+
+
+def on_save_settings(project: Project) -> None:
+    try:
+        project.update_settings(
+            strategy=st.session_state["setting_strategy"],
+            members=int(st.session_state["setting_members"]),
+            epochs=int(st.session_state["setting_epochs"]),
+            retrain_every=int(st.session_state["setting_retrain_every"]),
+            audit_share=float(st.session_state["setting_audit_share"]) / 100.0,
+        )
+    except ActivelearnError as error:
+        _message("error", str(error))
+        return
+    _message("success", "Settings saved: the next round uses them.")
+
+
+def on_retrain(ws: Workspace, project: Project) -> None:
+    try:
+        info = project.request_round(requested_by=state.annotator() or "setup page")
+        state.kick_worker(ws)
+    except ActivelearnError as error:
+        _message("error", str(error))
+        return
+    _message("info", f"Round {info.id} is {info.status}; the status bar shows its progress.")
+
+
+def on_cancel(project: Project) -> None:
+    try:
+        info = project.cancel_round()
+    except ActivelearnError as error:
+        _message("error", str(error))
+        return
+    _message("info", "No round to cancel." if info is None else f"Round {info.id}: cancel asked.")
+
+
+def on_add_classes(project: Project) -> None:
+    names = parse_classes(st.session_state.get("add_classes_names", ""))
+    if not names:
+        _message("error", "Type at least one class name.")
+        return
+    try:
+        merged = project.add_classes(names)
+    except ActivelearnError as error:
+        _message("error", str(error))
+        return
+    _message("success", f"The classes are now: {', '.join(merged)}.")
+
+
+# ------------------------------------------------------------------ sections
+
+
+def _import_report(project: Project) -> None:
+    stored = st.session_state.get(REPORT_KEY)
+    if stored is None or stored[0] != project.id:
+        return
+    _, source, report = stored
+    st.markdown(f"**Import report** for `{source.replace('`', '')}`")
+    kind = st.success if report.accepted and not report.rejected else st.warning
+    if not report.accepted and report.rejected:
+        kind = st.error
+    kind(
+        f"{len(report.accepted):,} imported, {len(report.duplicates):,} duplicates skipped, "
+        f"{len(report.rejected):,} rejected."
+    )
+    st.text(report.summary())
+    if report.rejected:
+        st.dataframe(
+            pd.DataFrame(report.rejected, columns=["file", "reason"]),
+            hide_index=True,
+            width="stretch",
+        )
+    if report.duplicates:
+        with st.expander(f"{len(report.duplicates):,} duplicates (already in the project)"):
+            st.text("\n".join(report.duplicates[:500]))
+
+
+def _create_section(ws: Workspace) -> None:
+    with st.form("create_project_form"):
+        st.markdown("**Create a project**")
+        st.text_input("Name", key="new_project_name", max_chars=200, placeholder="e.g. digits")
+        st.text_area(
+            "Classes",
+            key="new_project_classes",
+            placeholder="cat\ndog\nbird",
+            help="One per line, or separated by commas. At least two.",
+        )
+        st.form_submit_button(
+            "Create project", key="create_project", type="primary", on_click=on_create, args=(ws,)
+        )
+
+
+def _import_section(project: Project) -> None:
+    st.markdown("**Import images**")
+    limit = int(st.get_option("server.maxUploadSize"))
+    folder, manifest, upload = st.tabs(["Server folder", "CSV manifest", "Zip upload"])
+    with folder:
+        st.text_input(
+            "Folder path on the server",
+            key="import_folder_path",
+            help="A flat folder goes to the pool; class sub-folders import as labeled samples.",
+        )
+        clicked = st.button("Import folder", key="import_folder")
+    if clicked:
+        with st.spinner("Importing the folder…", show_time=True):
+            on_import_folder(project)
+    with manifest:
+        st.text_input(
+            "CSV manifest path on the server",
+            key="import_manifest_path",
+            help="Columns: path (required), label and split (optional).",
+        )
+        clicked = st.button("Import manifest", key="import_manifest")
+    if clicked:
+        with st.spinner("Importing the manifest…", show_time=True):
+            on_import_manifest(project)
+    with upload:
+        st.file_uploader(
+            f"Zip of images (up to {limit:,} MB)",
+            type=["zip"],
+            key="import_zip_file",
+            help="Images at the top level go to the pool; class sub-folders import as labeled.",
+        )
+        clicked = st.button("Import zip", key="import_zip")
+    if clicked:
+        with st.spinner("Importing the zip…", show_time=True):
+            on_import_zip(project)
+    _show_message()
+    _import_report(project)
+
+
+def _settings_section(ws: Workspace, project: Project) -> None:
+    settings = project.settings
+    with st.form("settings_form"):
+        st.markdown("**Training**")
+        strategies = strategy_choices(settings.strategy)
+        st.selectbox(
+            "Acquisition strategy",
+            strategies,
+            index=strategies.index(settings.strategy),
+            key="setting_strategy",
+            format_func=lambda name: components.STRATEGY_NAMES.get(name, name),
+        )
+        a, b = st.columns(2)
+        a.number_input(
+            "Ensemble size", 1, 64, settings.members, key="setting_members", help="Members (M)."
+        )
+        b.number_input("Epochs per round", 1, 1000, settings.epochs, key="setting_epochs")
+        a.number_input(
+            "Retrain after this many new labels",
+            0,
+            100_000,
+            settings.retrain_every,
+            key="setting_retrain_every",
+            help="0 turns automatic retraining off.",
+        )
+        b.number_input(
+            "Audit share (%)",
+            0.0,
+            99.0,
+            round(settings.audit_share * 100, 1),
+            step=1.0,
+            key="setting_audit_share",
+            help="Share of served samples drawn at random and held out to measure accuracy.",
+        )
+        st.form_submit_button(
+            "Save settings", key="save_settings", on_click=on_save_settings, args=(project,)
+        )
+    active = project.active_round()
+    with st.container(horizontal=True):
+        st.button(
+            "Retrain now",
+            key="retrain_now",
+            type="primary",
+            icon=":material/model_training:",
+            on_click=on_retrain,
+            args=(ws, project),
+            disabled=active is not None,
+            help="Queue a round now; the background worker trains it while labeling goes on.",
+        )
+        if active is not None:
+            st.button("Cancel round", key="cancel_round", on_click=on_cancel, args=(project,))
+
+
+def _classes_section(project: Project) -> None:
+    st.markdown("**Classes**")
+    st.text(", ".join(project.classes))
+    with st.container(horizontal=True, vertical_alignment="bottom"):
+        st.text_input("Add classes", key="add_classes_names", placeholder="e.g. fox, owl")
+        st.button("Add", key="add_classes", on_click=on_add_classes, args=(project,))
+
+
+def _projects_table(ws: Workspace) -> None:
+    rows = []
+    for project in ws.projects():
+        status = project.status()
+        rows.append(
+            {
+                "project": project.name,
+                "samples": status.n_samples,
+                "labeled": status.n_labeled + status.n_eval,
+                "unlabeled": status.n_unlabeled,
+                "round": status.current_round_id,
+            }
+        )
+    st.markdown("**Projects** (switch in the sidebar)")
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="projects_table")
+
+
+def render() -> None:
+    ws, project = components.page_start("Project setup")
+    _show_message()
+    left, right = st.columns(2, gap="large")
+    with left:
+        _create_section(ws)
+        _projects_table(ws)
+    if project is None:
+        return
+    with right:
+        st.subheader(f"Project: {components.md(project.name)}")
+        components.status_panel(ws, project)
+        _import_section(project)
+        st.divider()
+        _settings_section(ws, project)
+        st.divider()
+        _classes_section(project)
+
+
+if __name__ == "__main__":
+    render()

@@ -1,0 +1,242 @@
+"""Pieces the pages share: safe text, crisp images, the status panel and the annotator gate."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import re
+from functools import lru_cache
+
+import streamlit as st
+from PIL import Image, UnidentifiedImageError
+
+from activelearn import ActivelearnError, Project, ProjectStatus, RoundInfo, Task, Workspace
+from activelearn.ui import state
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~:$>])")
+STATUS_POLL_SECONDS = 2.0
+LABEL_IMAGE_PIXELS = 336  # 28 px digits become 12x: big, and an integer factor keeps pixels square
+
+STRATEGY_NAMES = {
+    "bald": "mutual information (BALD)",
+    "mutual_information": "mutual information (BALD)",
+    "power_bald": "PowerBALD (mutual information with noise)",
+    "batchbald": "BatchBALD",
+    "entropy": "predictive entropy",
+    "predictive_entropy": "predictive entropy",
+    "expected_entropy": "expected entropy",
+    "variance": "predictive variance",
+    "predictive_variance": "predictive variance",
+    "margin": "smallest margin",
+    "least_confidence": "least confidence",
+    "variation_ratio": "variation ratio",
+    "random": "random order",
+}
+
+
+def md(text: object) -> str:
+    """User text made safe inside Markdown: HTML entities and Markdown syntax are escaped."""
+    escaped = html.escape(str(text), quote=False)
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", escaped)
+
+
+def show_error(error: Exception) -> None:
+    st.error(str(error), icon=":material/error:")
+
+
+# ------------------------------------------------------------------ images
+
+
+@lru_cache(maxsize=2048)
+def upscaled_png(path: str, target: int) -> bytes:
+    """The image as PNG bytes, enlarged by a whole factor with nearest-neighbour (no blur).
+
+    Raises OSError with a plain message when the file is gone or not an image.
+    """
+    try:
+        with Image.open(path) as image:
+            image.load()
+            picture = image.convert("RGB") if image.mode not in ("L", "RGB") else image.copy()
+    except FileNotFoundError as error:
+        raise OSError(f"the image file is missing: {path}") from error
+    except (UnidentifiedImageError, OSError) as error:
+        raise OSError(f"the file is not a readable image: {path}") from error
+    factor = max(1, target // max(picture.size))
+    if factor > 1:
+        picture = picture.resize(
+            (picture.width * factor, picture.height * factor), Image.Resampling.NEAREST
+        )
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG", compress_level=1)  # speed over size: it is local
+    return buffer.getvalue()
+
+
+@lru_cache(maxsize=2048)
+def png_data_uri(path: str, target: int) -> str:
+    """The upscaled image inline as a data URI: raises OSError like upscaled_png."""
+    return "data:image/png;base64," + base64.b64encode(upscaled_png(path, target)).decode("ascii")
+
+
+def thumbnail_data_uri(path: str) -> str:
+    """A small inline PNG for table cells; empty when the file cannot be read."""
+    try:
+        return png_data_uri(path, 56)
+    except OSError:
+        return ""
+
+
+def show_image(path: str, *, target: int = LABEL_IMAGE_PIXELS, caption: str | None = None) -> None:
+    """The sample, crisp and large, inline in the page.
+
+    Inline (a data URI) rather than a media-file URL: the browser then needs no second request,
+    which under load waited for the whole fragment to finish and doubled key-press latency.
+    """
+    try:
+        uri = png_data_uri(path, target)
+    except OSError as error:
+        st.warning(f"Cannot show this sample: {error}.", icon=":material/broken_image:")
+        return
+    st.image(uri, caption=caption, width="content")
+
+
+# ------------------------------------------------------------------ words for the annotator
+
+
+def why_chosen(task: Task) -> str:
+    """One sentence (Markdown, no user text) saying why the queue served this sample."""
+    if task.strategy == "cold_start":
+        return "Cold start: random order until the first model has been trained."
+    if task.strategy == "audit":
+        return "Audit sample: drawn at random and held out to measure accuracy honestly."
+    if task.strategy == "unscored":
+        return "Imported after the last round, so the model has not ranked it yet."
+    if task.strategy == "undo":
+        return "Brought back by undo."
+    name = STRATEGY_NAMES.get(task.strategy, task.strategy.replace("_", " "))
+    rank = f"#{task.rank:,}" if task.rank is not None else "next"
+    return f"Ranked **{rank}** by {md(name)} in round {task.round_id}."
+
+
+def round_phrase(info: RoundInfo) -> str:
+    detail = info.detail or {}
+    parts = [f"Round {info.id}: {info.phase}"]
+    if info.phase == "training" and "member" in detail:
+        parts.append(f"member {detail.get('member')}")
+        if "epoch" in detail and "epochs" in detail:
+            parts.append(f"epoch {detail['epoch']}/{detail['epochs']}")
+    if info.phase == "scoring" and "scored" in detail and "total" in detail:
+        parts.append(f"{int(detail['scored']):,}/{int(detail['total']):,} scored")
+    return " · ".join(str(part) for part in parts)
+
+
+def ranking_badge(status: ProjectStatus) -> tuple[str, str]:
+    """(text, colour) for the "ranking is N labels old" badge."""
+    if status.current_round_id is None:
+        return "no ranking yet: cold start", "gray"
+    age = status.labels_since_round
+    noun = "label" if age == 1 else "labels"
+    colour = "green" if age < 20 else "orange" if age < 100 else "red"
+    return f"ranking is {age:,} {noun} old", colour
+
+
+# ------------------------------------------------------------------ status panel
+
+
+def status_panel(ws: Workspace, project: Project) -> None:
+    """Labeled / total, labels since the last round, the round's live progress: polled."""
+    _status_fragment(ws, project)
+
+
+@st.fragment(run_every=STATUS_POLL_SECONDS)
+def _status_fragment(ws: Workspace, project: Project) -> None:
+    try:
+        status = project.status()
+        active = project.active_round()
+        rounds = project.rounds() if active is None else []
+    except ActivelearnError as error:
+        show_error(error)
+        return
+    with st.container(
+        key="status_panel", horizontal=True, vertical_alignment="center", gap="medium"
+    ):
+        st.markdown(
+            f"**{status.n_labeled + status.n_eval:,}** / {status.n_pool + status.n_eval:,} labeled"
+        )
+        st.markdown(f"**{status.labels_since_round:,}** since last round")
+        text, colour = ranking_badge(status)
+        st.badge(text, color=colour, icon=":material/schedule:")
+        if active is not None:
+            st.badge(
+                f"round {active.id} {active.status}", color="blue", icon=":material/model_training:"
+            )
+    if active is not None:
+        st.progress(min(max(active.progress, 0.0), 1.0), text=round_phrase(active))
+        if active.status == "queued":
+            state.kick_worker(ws)
+    elif rounds and rounds[-1].status == "failed":
+        last = rounds[-1]
+        st.warning(
+            f"Round {last.id} failed: {last.error or 'no reason given'}. "
+            "Labeling continues with the previous ranking.",
+            icon=":material/warning:",
+        )
+    if status.pool_exhausted:
+        st.success(
+            "The pool is exhausted: every pool sample has a label. Import more images on the "
+            "Project setup page, or review the labels.",
+            icon=":material/task_alt:",
+        )
+    st.space("small")  # room for the image's hover toolbar below
+
+
+# ------------------------------------------------------------------ page scaffolding
+
+
+def sidebar_identity() -> None:
+    name = state.annotator()
+    if name is None:
+        return
+    st.sidebar.caption(f"Labeling as **{md(name)}**")
+    if state.logged_in_user() is not None:
+        st.sidebar.button("Log out", key="logout", on_click=st.logout)
+    else:
+        st.sidebar.button(
+            "Change annotator", key="annotator_change", on_click=state.forget_annotator
+        )
+
+
+def require_annotator() -> str:
+    """The annotator's name; until there is one, ask for it and stop the page."""
+    name = state.annotator()
+    if name:
+        return name
+    st.subheader("Who is labeling?")
+    if state.login_configured():
+        st.button("Log in", key="login", type="primary", on_click=st.login)
+        st.stop()
+    with st.form("annotator_form", border=False, width=420):
+        typed = st.text_input(
+            "Your name",
+            key="annotator_name",
+            max_chars=200,
+            placeholder="e.g. ana",
+            help="Stored with every label you give, so the team can see who labeled what.",
+        )
+        submitted = st.form_submit_button("Start labeling", key="annotator_start", type="primary")
+    if submitted:
+        if typed.strip() and not re.search(r"[\x00-\x1f]", typed):
+            state.set_annotator(typed)
+            st.rerun()
+        st.error("Please type a name (printable characters only).")
+    st.stop()
+    raise AssertionError("unreachable")  # st.stop() raises; this keeps the type checker honest
+
+
+def page_start(title: str) -> tuple[Workspace, Project | None]:
+    """Sidebar (project switcher, who is labeling) and the page title."""
+    ws = state.workspace()
+    project = state.project_picker(ws)
+    sidebar_identity()
+    st.title(title)
+    return ws, project

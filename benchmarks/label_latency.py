@@ -1,0 +1,187 @@
+"""Key-press-to-next-image latency of the label page, measured in a real Chromium.
+
+Starts `streamlit run app.py` on 127.0.0.1 over a fresh database, types a name, then presses class
+keys and times each press until the next sample's image is in the page and decoded. Prints the
+median, p95 and max in milliseconds.
+
+    .venv/bin/python benchmarks/label_latency.py                    # the 5,000-digit demo project
+    .venv/bin/python benchmarks/label_latency.py --pool 100000      # plus a 100,000-image pool
+
+Needs Debian's chromium at /usr/bin/chromium (never `playwright install`).
+Automatic retraining is switched off so that a background round does not share the CPU with the
+measurement; the queue path measured is the cold-start order (no round has run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from activelearn import Workspace  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+IMAGE = ".st-key-label_image img"
+NEXT_IMAGE_JS = """old => {
+  const img = document.querySelector('.st-key-label_image img');
+  return img !== null && img.src !== old && img.complete && img.naturalWidth > 0;
+}"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_pool(folder: Path, count: int, *, seed: int = 0) -> None:
+    """`count` distinct 28x28 grayscale PNGs (seeded noise), written once per folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for index in range(count):
+        path = folder / f"img{index:06d}.png"
+        if path.exists():
+            continue
+        array = rng.integers(0, 256, size=(28, 28), dtype=np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(array, mode="L").save(buffer, format="PNG", compress_level=1)
+        path.write_bytes(buffer.getvalue())
+
+
+def prepare(data: Path, pool: int) -> str:
+    """Create the database; returns the project's name."""
+    workspace = Workspace(f"sqlite:///{data / 'al.db'}", data_dir=data / "data")
+    try:
+        if pool == 0:
+            project = workspace.ensure_demo()
+        else:
+            started = time.perf_counter()
+            write_pool(data / "pool", pool)
+            project = workspace.create_project(
+                "pool", [str(digit) for digit in range(10)], settings={"audit_share": 0.0}
+            )
+            report = project.import_images(data / "pool")
+            took = time.perf_counter() - started
+            print(f"imported {len(report.accepted):,} images in {took:.0f} s", flush=True)
+        project.update_settings(retrain_every=0)
+        return project.name
+    finally:
+        workspace.close()
+
+
+def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("streamlit exited during start-up")
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError("streamlit did not become healthy")
+
+
+def measure(url: str, presses: int, warmup: int) -> list[float]:
+    from playwright.sync_api import sync_playwright
+
+    keys = [*"0123456789"]
+    rng = random.Random(0)
+    timings: list[float] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url, timeout=120_000)
+        page.locator(".st-key-annotator_name input").fill("bench", timeout=120_000)
+        page.locator(".st-key-annotator_start button").click()
+        page.wait_for_selector(IMAGE, timeout=60_000)
+        for index in range(warmup + presses):
+            old = page.locator(IMAGE).get_attribute("src")
+            started = time.perf_counter()
+            page.keyboard.press(rng.choice(keys))
+            page.wait_for_function(NEXT_IMAGE_JS, arg=old, polling="raf", timeout=30_000)
+            elapsed = (time.perf_counter() - started) * 1000
+            if index >= warmup:
+                timings.append(elapsed)
+            # A person looks at the image before pressing the next key; the page settles.
+            time.sleep(0.15)
+        browser.close()
+    return timings
+
+
+def report(name: str, timings: list[float]) -> None:
+    ordered = sorted(timings)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    print(
+        f"| {name} | {len(ordered)} | {statistics.median(ordered):.0f} | {p95:.0f} | "
+        f"{ordered[-1]:.0f} |",
+        flush=True,
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pool", type=int, default=0, help="synthetic pool size; 0: the demo")
+    parser.add_argument("--presses", type=int, default=60)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--keep", type=Path, default=None, help="reuse this folder (no cleanup)")
+    args = parser.parse_args()
+    if not Path(CHROMIUM).exists():
+        print(f"{CHROMIUM} is missing: apt-get install chromium", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="al-latency-") as scratch:
+        data = args.keep or Path(scratch)
+        data.mkdir(parents=True, exist_ok=True)
+        project = prepare(data, args.pool)
+        port = free_port()
+        env = {
+            **os.environ,
+            "ACTIVELEARN_DB_URL": f"sqlite:///{data / 'al.db'}",
+            "ACTIVELEARN_DATA_DIR": str(data / "data"),
+        }
+        command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
+        command += ["--server.address", "127.0.0.1", "--server.headless", "true"]
+        server = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_healthy(url, server, 60)
+            timings = measure(url, args.presses, args.warmup)
+        finally:
+            server.terminate()
+            server.wait(timeout=20)
+        print("| pool | presses | median ms | p95 ms | max ms |")
+        print("|---|---|---|---|---|")
+        label = "demo (4,000 pool)" if args.pool == 0 else f"{args.pool:,} pool ({project})"
+        report(label, timings)
+        print("(removing the temporary folder...)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

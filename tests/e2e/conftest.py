@@ -1,0 +1,141 @@
+"""A real `streamlit run app.py` over a temporary demo database, and a real Chromium."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from activelearn import Workspace
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = ROOT / "test-artifacts"
+IMAGE = ".st-key-label_image img"
+NEXT_IMAGE_JS = """old => {
+  const img = document.querySelector('.st-key-label_image img');
+  return img !== null && img.src !== old && img.complete && img.naturalWidth > 0;
+}"""
+
+
+@dataclass(frozen=True)
+class AppServer:
+    url: str
+    db_url: str
+    data_dir: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {process.returncode} during start-up")
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"streamlit did not answer {url}/_stcore/health in {timeout_s:.0f} s")
+
+
+@pytest.fixture(scope="module")
+def chromium_path() -> Path:
+    if not CHROMIUM.exists():
+        pytest.skip(
+            f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium) to run "
+            "the browser tests; .ci/run installs it"
+        )
+    pytest.importorskip("playwright.sync_api", reason="the playwright Python package is missing")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def app_server(
+    chromium_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AppServer]:
+    """The app on a free port of 127.0.0.1 over a fresh database holding the demo project."""
+    folder = tmp_path_factory.mktemp("e2e")
+    db_url = f"sqlite:///{folder / 'al.db'}"
+    data_dir = folder / "data"
+    with Workspace(db_url, data_dir=data_dir) as workspace:
+        # The demo import is done here, not by the first page view, so timeouts stay honest;
+        # automatic retraining is off so that no background round competes for the CPU.
+        workspace.ensure_demo().update_settings(retrain_every=0)
+    port = _free_port()
+    env = {**os.environ, "ACTIVELEARN_DB_URL": db_url, "ACTIVELEARN_DATA_DIR": str(data_dir)}
+    log = (folder / "streamlit.log").open("wb")
+    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
+    command += ["--server.address", "127.0.0.1", "--server.headless", "true"]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, process, 90)
+        yield AppServer(url=url, db_url=db_url, data_dir=data_dir)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser(chromium_path: Path) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(chromium_path), args=CHROMIUM_ARGS
+        )
+        yield launched
+        launched.close()
+
+
+def open_label_page(browser: Any, url: str, annotator: str) -> Any:
+    """A new browser context (its own session), signed in as `annotator`, a sample on screen."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(url)
+    page.locator(".st-key-annotator_name input").fill(annotator)
+    page.locator(".st-key-annotator_start button").click()
+    page.wait_for_selector(IMAGE)
+    return page
+
+
+def press_and_wait(page: Any, key: str) -> str:
+    """Press `key`; wait until the next image is shown and decoded; returns its src."""
+    old = page.locator(IMAGE).get_attribute("src")
+    page.keyboard.press(key)
+    page.wait_for_function(NEXT_IMAGE_JS, arg=old, polling="raf")
+    return str(page.locator(IMAGE).get_attribute("src"))
+
+
+def screenshot(page: Any, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
