@@ -1,0 +1,345 @@
+"""Exports: labels (CSV, JSONL, an ImageFolder-style copy), pool predictions with every
+uncertainty score (CSV, Parquet) and the latest checkpoint (safetensors + config).
+
+Each export exists twice: `write_*` puts files in a folder (CLI, scripts), `*_bytes` returns one
+file's bytes for a download button. Both build on the same frame or file list, so they agree.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from activelearn.errors import NothingToExport
+from db import dashboard as dash_queries
+from db import queries
+from db.engine import read_session
+
+if TYPE_CHECKING:
+    from activelearn.services.workspace import Project
+
+LABEL_COLUMNS = ["sample_id", "path", "label", "annotator", "labeled_at", "split"]
+SCORE_COLUMNS = [
+    "mutual_information",
+    "predictive_entropy",
+    "expected_entropy",
+    "variance",
+    "margin",
+    "confidence",
+    "priority",
+]
+PROBABILITY_PREFIX = "p_"  # p_<class name>: the ensemble's mean probability of that class
+CHECKPOINT_FILES = ("model.safetensors", "config.json")
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp"}
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
+
+
+# ---------------------------------------------------------------- labels
+
+
+def labels_frame(project: Project) -> pd.DataFrame:
+    """Every live label (one row per annotator and sample), oldest first: LABEL_COLUMNS."""
+    with read_session(project.engine) as session:
+        rows = queries.live_annotations(session, project.id)
+    frame = pd.DataFrame(
+        [(s, p, label, a, t, split) for s, p, label, a, t, split in rows], columns=LABEL_COLUMNS
+    )
+    frame["sample_id"] = frame["sample_id"].astype("int64")
+    frame["labeled_at"] = pd.to_datetime(frame["labeled_at"])
+    return frame
+
+
+def labels_csv_bytes(project: Project) -> bytes:
+    return labels_frame(project).to_csv(index=False, date_format="%Y-%m-%dT%H:%M:%S.%f").encode()
+
+
+def labels_jsonl_bytes(project: Project) -> bytes:
+    """One JSON object per line; labeled_at as ISO 8601 (UTC, no offset, as stored)."""
+    frame = labels_frame(project)
+    lines = [
+        json.dumps(
+            {
+                "sample_id": int(row.sample_id),
+                "path": row.path,
+                "label": row.label,
+                "annotator": row.annotator,
+                "labeled_at": row.labeled_at.isoformat(),
+                "split": row.split,
+            },
+            ensure_ascii=False,
+        )
+        for row in frame.itertuples(index=False)
+    ]
+    return ("\n".join(lines) + ("\n" if lines else "")).encode("utf-8")
+
+
+def read_labels_csv(data: bytes | str | Path) -> pd.DataFrame:
+    """Read back what labels_csv_bytes wrote (class names stay strings, "0" included)."""
+    source = io.BytesIO(data) if isinstance(data, bytes) else data
+    # keep_default_na=False: a class or annotator called "NA" or "null" stays that string.
+    frame = pd.read_csv(
+        source,
+        dtype={"path": str, "label": str, "annotator": str, "split": str},
+        keep_default_na=False,
+    )
+    frame["labeled_at"] = pd.to_datetime(frame["labeled_at"])
+    return frame
+
+
+def read_labels_jsonl(data: bytes) -> pd.DataFrame:
+    records = [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]
+    frame = pd.DataFrame(records, columns=LABEL_COLUMNS)
+    frame["sample_id"] = frame["sample_id"].astype("int64")
+    frame["labeled_at"] = pd.to_datetime(frame["labeled_at"])
+    return frame
+
+
+def write_labels(project: Project, folder: str | Path) -> list[Path]:
+    """labels.csv and labels.jsonl in `folder`."""
+    target = Path(folder)
+    target.mkdir(parents=True, exist_ok=True)
+    csv_path, jsonl_path = target / "labels.csv", target / "labels.jsonl"
+    csv_path.write_bytes(labels_csv_bytes(project))
+    jsonl_path.write_bytes(labels_jsonl_bytes(project))
+    return [csv_path, jsonl_path]
+
+
+# ---------------------------------------------------------------- ImageFolder copy
+
+
+@dataclass(frozen=True)
+class ImageFolderReport:
+    written: int
+    missing: tuple[str, ...]  # source files that no longer exist
+    class_folders: dict[str, str]  # class name -> folder name
+
+
+def class_folder_names(classes: list[str]) -> dict[str, str]:
+    """A safe, unique folder name per class: class names are user text and may hold '/', '..'
+    or characters a file system refuses; the mapping is written next to the images."""
+    names: dict[str, str] = {}
+    used: set[str] = set()
+    for index, name in enumerate(classes):
+        folder = _UNSAFE_NAME.sub("_", name).strip(" .") or f"class_{index}"
+        if folder.lower() in used:
+            folder = f"{folder}_{index}"
+        used.add(folder.lower())
+        names[name] = folder
+    return names
+
+
+def _image_folder_entries(project: Project) -> tuple[list[tuple[Path, str]], dict[str, str]]:
+    """(source file, relative target path) per labeled sample, and the class folder names.
+
+    Layout: <split>/<class folder>/<sample id><suffix>, split "pool" (trained on) or "eval"
+    (held out) — torchvision.datasets.ImageFolder reads each split folder as is.
+    """
+    with read_session(project.engine) as session:
+        rows = dash_queries.labeled_samples(session, project.id)
+        project_row = queries.get_project_by_id(session, project.id)
+        classes = list(project_row.classes) if project_row is not None else []
+    folders = class_folder_names(classes)
+    entries = []
+    for sample_id, path, label, split in rows:
+        source = Path(path)
+        suffix = source.suffix.lower() if source.suffix.lower() in IMAGE_SUFFIXES else ""
+        folder = folders.get(label) or _UNSAFE_NAME.sub("_", label).strip(" .") or "unknown"
+        entries.append((source, f"{split}/{folder}/{sample_id}{suffix}"))
+    return entries, folders
+
+
+def _image_folder_manifest(entries: list[tuple[Path, str]], folders: dict[str, str]) -> bytes:
+    return json.dumps(
+        {"class_folders": folders, "files": {target: str(src) for src, target in entries}},
+        indent=2,
+        ensure_ascii=False,
+    ).encode("utf-8")
+
+
+def write_image_folder(project: Project, folder: str | Path) -> ImageFolderReport:
+    target = Path(folder)
+    entries, folders = _image_folder_entries(project)
+    missing: list[str] = []
+    written = 0
+    for source, relative in entries:
+        if not source.is_file():
+            missing.append(str(source))
+            continue
+        destination = target / relative
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, destination)
+        written += 1
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "classes.json").write_bytes(_image_folder_manifest(entries, folders))
+    return ImageFolderReport(written=written, missing=tuple(missing), class_folders=folders)
+
+
+def image_folder_zip_bytes(project: Project) -> bytes:
+    """The ImageFolder layout in a ZIP (images stored, not recompressed)."""
+    entries, folders = _image_folder_entries(project)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        for source, relative in entries:
+            if source.is_file():
+                archive.write(source, relative)
+        archive.writestr("classes.json", _image_folder_manifest(entries, folders))
+    return buffer.getvalue()
+
+
+# ---------------------------------------------------------------- pool predictions
+
+
+def predictions_frame(project: Project, round_id: int | None = None) -> pd.DataFrame:
+    """Every sample the round scored (open and labeled pool samples) with every score.
+
+    Columns: round_id, sample_id, path, split, status, label, rank (empty for samples that were
+    labeled at the time), predicted_class (name), SCORE_COLUMNS, p_<class> per class, and
+    member_predictions (a JSON list of each member's top class index).
+    """
+    with read_session(project.engine) as session:
+        if round_id is None:
+            round_id = queries.latest_succeeded_round_id(session, project.id)
+        if round_id is None:
+            raise NothingToExport(f"project {project.name!r} has no finished round yet")
+        project_row = queries.get_project_by_id(session, project.id)
+        classes = list(project_row.classes) if project_row is not None else []
+        rows = dash_queries.scored_rows(session, round_id)
+    base = pd.DataFrame(
+        [r[:14] for r in rows],
+        columns=[
+            "sample_id",
+            "path",
+            "split",
+            "status",
+            "label",
+            *SCORE_COLUMNS[:5],
+            "confidence",
+            "priority",
+            "rank",
+            "predicted_index",
+        ],
+    )
+    frame = pd.DataFrame(
+        {
+            "round_id": pd.Series([round_id] * len(base), dtype="int64"),
+            "sample_id": base["sample_id"].astype("int64"),
+            "path": base["path"].astype(str),
+            "split": base["split"].astype(str),
+            "status": base["status"].astype(str),
+            "label": base["label"].astype(object),
+            "rank": base["rank"].astype("Int64"),
+            "predicted_class": [
+                classes[i] if 0 <= i < len(classes) else f"class {i}"
+                for i in base["predicted_index"].astype(int)
+            ],
+        }
+    )
+    for column in SCORE_COLUMNS:
+        frame[column] = base[column].astype("float64")
+    probabilities = [list(r[14]) if r[14] is not None else [] for r in rows]
+    for index, name in enumerate(classes):
+        frame[f"{PROBABILITY_PREFIX}{name}"] = pd.Series(
+            [p[index] if index < len(p) else float("nan") for p in probabilities], dtype="float64"
+        )
+    frame["member_predictions"] = [
+        json.dumps([int(v) for v in r[15]]) if r[15] is not None else "" for r in rows
+    ]
+    return frame
+
+
+def predictions_csv_bytes(project: Project, round_id: int | None = None) -> bytes:
+    return predictions_frame(project, round_id).to_csv(index=False).encode("utf-8")
+
+
+def predictions_parquet_bytes(project: Project, round_id: int | None = None) -> bytes:
+    buffer = io.BytesIO()
+    predictions_frame(project, round_id).to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+def read_predictions_csv(data: bytes | str | Path) -> pd.DataFrame:
+    source = io.BytesIO(data) if isinstance(data, bytes) else data
+    frame = pd.read_csv(
+        source,
+        dtype={
+            "path": str,
+            "split": str,
+            "status": str,
+            "label": object,
+            "predicted_class": str,
+            "member_predictions": str,
+            "rank": "Int64",
+        },
+        keep_default_na=False,
+        na_values={"label": [""], "rank": [""]},
+    )
+    for column in frame.columns:
+        if column in SCORE_COLUMNS or column.startswith(PROBABILITY_PREFIX):
+            frame[column] = pd.to_numeric(frame[column])
+    return frame
+
+
+def write_predictions(
+    project: Project, folder: str | Path, round_id: int | None = None
+) -> list[Path]:
+    """predictions.csv and predictions.parquet in `folder`."""
+    target = Path(folder)
+    target.mkdir(parents=True, exist_ok=True)
+    frame = predictions_frame(project, round_id)
+    csv_path, parquet_path = target / "predictions.csv", target / "predictions.parquet"
+    frame.to_csv(csv_path, index=False)
+    frame.to_parquet(parquet_path, index=False)
+    return [csv_path, parquet_path]
+
+
+# ---------------------------------------------------------------- checkpoint
+
+
+def latest_checkpoint(project: Project) -> tuple[int, Path]:
+    """(round id, checkpoint folder) of the newest succeeded round that left a checkpoint."""
+    with read_session(project.engine) as session:
+        rounds = dash_queries.succeeded_rounds(session, project.id)
+    for round_id, _n, _finished, checkpoint, _strategy in reversed(rounds):
+        if checkpoint and all((Path(checkpoint) / name).is_file() for name in CHECKPOINT_FILES):
+            return int(round_id), Path(checkpoint)
+    raise NothingToExport(
+        f"project {project.name!r} has no checkpoint yet: finish a training round first"
+    )
+
+
+def _checkpoint_extras(project: Project, round_id: int) -> bytes:
+    # config.json holds the number of classes, not their names; a model is useless without them.
+    return json.dumps(
+        {"project": project.name, "round_id": round_id, "classes": project.classes},
+        indent=2,
+        ensure_ascii=False,
+    ).encode("utf-8")
+
+
+def write_checkpoint(project: Project, folder: str | Path) -> Path:
+    """Copy model.safetensors and config.json (only those: never a pickle) plus classes.json."""
+    round_id, source = latest_checkpoint(project)
+    target = Path(folder)
+    target.mkdir(parents=True, exist_ok=True)
+    for name in CHECKPOINT_FILES:
+        shutil.copyfile(source / name, target / name)
+    (target / "classes.json").write_bytes(_checkpoint_extras(project, round_id))
+    return target
+
+
+def checkpoint_zip_bytes(project: Project) -> bytes:
+    round_id, source = latest_checkpoint(project)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name in CHECKPOINT_FILES:
+            archive.write(source / name, name)
+        archive.writestr("classes.json", _checkpoint_extras(project, round_id))
+    return buffer.getvalue()

@@ -1,0 +1,263 @@
+"""Aggregation queries behind the uncertainty dashboard: metrics, score histograms, samples, labels.
+
+Every function takes a Session and never commits. Counts over labels and annotators are
+aggregated in SQL (GROUP BY); per round, the pool's scores are read once through a narrow
+projection (seven numbers per sample, never the JSON columns) and summarised by the service.
+
+"The round's pool" is the set of sample_scores rows with a rank: the rounds worker ranks every
+open pool sample and also scores the labeled pool samples, which it stores with rank NULL.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import case, func, select, update
+from sqlalchemy.orm import Session
+
+from db.models import Annotation, Round, RoundMetric, Sample, SampleScore, TrainingEpoch
+
+# ---------------------------------------------------------------- rounds and metrics
+
+
+def succeeded_rounds(session: Session, project_id: int) -> list[tuple[Any, ...]]:
+    """(id, n_labels, finished_at, checkpoint, strategy) of the succeeded rounds, oldest first."""
+    rows = session.execute(
+        select(Round.id, Round.n_labels, Round.finished_at, Round.checkpoint, Round.strategy)
+        .where(Round.project_id == project_id, Round.status == "succeeded")
+        .order_by(Round.id)
+    )
+    return [tuple(row) for row in rows]
+
+
+def metric_rows(session: Session, project_id: int) -> list[tuple[Any, ...]]:
+    """Every metric row of every succeeded round, without the details JSON:
+
+    (round_id, n_labels, member, eval_source, n_eval, accuracy, accuracy_se, nll, nll_se,
+    brier, brier_se, ece), by round then member (the ensemble, member -1, first).
+    """
+    rows = session.execute(
+        select(
+            RoundMetric.round_id,
+            Round.n_labels,
+            RoundMetric.member,
+            RoundMetric.eval_source,
+            RoundMetric.n_eval,
+            RoundMetric.accuracy,
+            RoundMetric.accuracy_se,
+            RoundMetric.nll,
+            RoundMetric.nll_se,
+            RoundMetric.brier,
+            RoundMetric.brier_se,
+            RoundMetric.ece,
+        )
+        .join(Round, Round.id == RoundMetric.round_id)
+        .where(Round.project_id == project_id, Round.status == "succeeded")
+        .order_by(RoundMetric.round_id, RoundMetric.member)
+    )
+    return [tuple(row) for row in rows]
+
+
+def ensemble_details(session: Session, round_id: int) -> dict[str, Any]:
+    """The details JSON of the ensemble metric row (reliability, confusion, ...); {} if none."""
+    details = session.scalar(
+        select(RoundMetric.details).where(
+            RoundMetric.round_id == round_id, RoundMetric.member == -1
+        )
+    )
+    return dict(details or {})
+
+
+def training_epochs(session: Session, round_id: int) -> list[tuple[int, int, float, float | None]]:
+    """(member, epoch, train_loss, val_loss) of one round, by member then epoch."""
+    rows = session.execute(
+        select(
+            TrainingEpoch.member,
+            TrainingEpoch.epoch,
+            TrainingEpoch.train_loss,
+            TrainingEpoch.val_loss,
+        )
+        .where(TrainingEpoch.round_id == round_id)
+        .order_by(TrainingEpoch.member, TrainingEpoch.epoch)
+    )
+    return [(int(m), int(e), float(t), None if v is None else float(v)) for m, e, t, v in rows]
+
+
+# ---------------------------------------------------------------- pool scores
+
+
+def pool_score_columns(session: Session, round_id: int) -> list[tuple[Any, ...]]:
+    """(sample_id, mutual_information, predictive_entropy, expected_entropy, variance,
+    confidence, predicted_class) of a round's pool (its ranked rows), by sample id.
+
+    One narrow pass over the round: every pool chart (histograms, abstention, galleries,
+    stability, the scatter sample) is computed from these columns. Measured on a 100,000-sample
+    pool in SQLite, this single read beats the nine aggregate queries it replaced (a scan of the
+    round each); the wide JSON columns (mean_probs, member_predictions) are never read.
+    """
+    rows = session.execute(
+        select(
+            SampleScore.sample_id,
+            SampleScore.mutual_information,
+            SampleScore.predictive_entropy,
+            SampleScore.expected_entropy,
+            SampleScore.variance,
+            SampleScore.confidence,
+            SampleScore.predicted_class,
+        )
+        .where(SampleScore.round_id == round_id, SampleScore.rank.is_not(None))
+        .order_by(SampleScore.sample_id)
+    )
+    return [tuple(row) for row in rows]
+
+
+def confident_labeled_rows(
+    session: Session, round_id: int, *, min_confidence: float
+) -> list[tuple[Any, ...]]:
+    """Labeled samples the round scored (rank NULL) with ensemble confidence >= min_confidence:
+
+    (sample_id, path, label, predicted_class, confidence, mean_probs, member_predictions).
+    The label is the sample's label now, so a label fixed since the round is judged as fixed.
+    """
+    rows = session.execute(
+        select(
+            SampleScore.sample_id,
+            Sample.path,
+            Sample.label,
+            SampleScore.predicted_class,
+            SampleScore.confidence,
+            SampleScore.mean_probs,
+            SampleScore.member_predictions,
+        )
+        .join(Sample, Sample.id == SampleScore.sample_id)
+        .where(
+            SampleScore.round_id == round_id,
+            SampleScore.rank.is_(None),
+            Sample.status == "labeled",
+            SampleScore.confidence >= min_confidence,
+        )
+        .order_by(SampleScore.confidence.desc(), SampleScore.sample_id)
+    )
+    return [tuple(row) for row in rows]
+
+
+def sample_paths(session: Session, sample_ids: list[int]) -> dict[int, str]:
+    found: dict[int, str] = {}
+    for start in range(0, len(sample_ids), 500):
+        chunk = sample_ids[start : start + 500]
+        rows = session.execute(select(Sample.id, Sample.path).where(Sample.id.in_(chunk)))
+        found.update({int(sample_id): str(path) for sample_id, path in rows})
+    return found
+
+
+def scored_rows(session: Session, round_id: int) -> list[tuple[Any, ...]]:
+    """Every score row of a round with its sample (for exports), by sample id:
+
+    (sample_id, path, split, status, label, mutual_information, predictive_entropy,
+    expected_entropy, variance, margin, confidence, priority, rank, predicted_class, mean_probs,
+    member_predictions).
+    """
+    rows = session.execute(
+        select(
+            SampleScore.sample_id,
+            Sample.path,
+            Sample.split,
+            Sample.status,
+            Sample.label,
+            SampleScore.mutual_information,
+            SampleScore.predictive_entropy,
+            SampleScore.expected_entropy,
+            SampleScore.variance,
+            SampleScore.margin,
+            SampleScore.confidence,
+            SampleScore.priority,
+            SampleScore.rank,
+            SampleScore.predicted_class,
+            SampleScore.mean_probs,
+            SampleScore.member_predictions,
+        )
+        .join(Sample, Sample.id == SampleScore.sample_id)
+        .where(SampleScore.round_id == round_id)
+        .order_by(SampleScore.sample_id)
+    )
+    return [tuple(row) for row in rows]
+
+
+# ---------------------------------------------------------------- labels and people
+
+
+def labels_per_class(session: Session, project_id: int) -> list[tuple[str, str, int]]:
+    """(label, split, count) of labeled samples."""
+    rows = session.execute(
+        select(Sample.label, Sample.split, func.count())
+        .where(Sample.project_id == project_id, Sample.status == "labeled")
+        .group_by(Sample.label, Sample.split)
+    )
+    return [(str(label), str(split), int(n)) for label, split, n in rows]
+
+
+def labels_per_hour(session: Session, project_id: int) -> list[tuple[str, str, int]]:
+    """(hour as 'YYYY-MM-DD HH:00', annotator, live labels given in that hour)."""
+    if session.get_bind().dialect.name == "sqlite":
+        hour = func.strftime("%Y-%m-%d %H:00", Annotation.created_at)
+    else:
+        hour = func.to_char(func.date_trunc("hour", Annotation.created_at), "YYYY-MM-DD HH24:00")
+    rows = session.execute(
+        select(hour.label("hour"), Annotation.annotator, func.count())
+        .where(Annotation.project_id == project_id, Annotation.superseded.is_(False))
+        .group_by("hour", Annotation.annotator)
+        .order_by("hour")
+    )
+    return [(str(h), str(a), int(n)) for h, a, n in rows]
+
+
+def multi_annotator_labels(session: Session, project_id: int) -> list[tuple[int, str, str]]:
+    """(sample_id, annotator, label) of live labels on samples labeled by several annotators."""
+    shared = (
+        select(Annotation.sample_id)
+        .where(Annotation.project_id == project_id, Annotation.superseded.is_(False))
+        .group_by(Annotation.sample_id)
+        .having(func.count(func.distinct(Annotation.annotator)) > 1)
+    )
+    rows = session.execute(
+        select(Annotation.sample_id, Annotation.annotator, Annotation.label)
+        .where(
+            Annotation.project_id == project_id,
+            Annotation.superseded.is_(False),
+            Annotation.sample_id.in_(shared),
+        )
+        .order_by(Annotation.sample_id, Annotation.id)
+    )
+    return [(int(s), str(a), str(label)) for s, a, label in rows]
+
+
+def label_version(session: Session, project_id: int) -> tuple[int, int]:
+    """(max annotation id, superseded count): changes whenever a label is added or withdrawn."""
+    newest, withdrawn = session.execute(
+        select(
+            func.coalesce(func.max(Annotation.id), 0),
+            func.coalesce(func.sum(case((Annotation.superseded.is_(True), 1), else_=0)), 0),
+        ).where(Annotation.project_id == project_id)
+    ).one()
+    return int(newest), int(withdrawn)
+
+
+def supersede_live_annotations(session: Session, sample_id: int, now: datetime) -> int:
+    """Mark every live label of a sample superseded (kept as history); returns how many."""
+    result = session.execute(
+        update(Annotation)
+        .where(Annotation.sample_id == sample_id, Annotation.superseded.is_(False))
+        .values(superseded=True, superseded_at=now)
+    )
+    return int(result.rowcount or 0)
+
+
+def labeled_samples(session: Session, project_id: int) -> list[tuple[int, str, str, str]]:
+    """(sample_id, path, current label, split) of every labeled sample, by id."""
+    rows = session.execute(
+        select(Sample.id, Sample.path, Sample.label, Sample.split)
+        .where(Sample.project_id == project_id, Sample.status == "labeled")
+        .order_by(Sample.id)
+    )
+    return [(int(i), str(p), str(label), str(split)) for i, p, label, split in rows]
