@@ -10,6 +10,7 @@ from pathlib import Path
 
 from activelearn import cli_rounds
 from activelearn.errors import ActivelearnError
+from activelearn.services import export
 from activelearn.services.workspace import DEMO_PROJECT, Project, Workspace
 
 
@@ -104,22 +105,40 @@ def _status_row(project: Project) -> dict[str, object]:
     }
 
 
+_FILE_EXPORTS = {
+    "csv": export.labels_csv_bytes,
+    "jsonl": export.labels_jsonl_bytes,
+    "predictions-csv": export.predictions_csv_bytes,
+    "predictions-parquet": export.predictions_parquet_bytes,
+}
+_FOLDER_EXPORTS = ("imagefolder", "checkpoint")
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     with _workspace(args) as ws:
-        frame = ws.project(args.project).labels()
-    frame = frame.assign(labeled_at=frame["labeled_at"].astype(str))
-    out = sys.stdout if args.out in (None, "-") else open(args.out, "w", encoding="utf-8")  # noqa: SIM115
-    try:
-        if args.format == "csv":
-            frame.to_csv(out, index=False)
-        else:
-            for record in frame.to_dict(orient="records"):
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
-    finally:
-        if out is not sys.stdout:
-            out.close()
-    if args.out not in (None, "-"):
-        print(f"wrote {len(frame)} labels to {args.out}", file=sys.stderr)
+        project = ws.project(args.project)
+        if args.format in _FOLDER_EXPORTS:
+            if args.out in (None, "-"):
+                print(
+                    f"error: --format {args.format} writes a folder: give --out DIR",
+                    file=sys.stderr,
+                )
+                return 2
+            if args.format == "imagefolder":
+                written = export.write_image_folder(project, args.out).written
+                print(f"copied {written} labeled images into {args.out}", file=sys.stderr)
+            else:
+                export.write_checkpoint(project, args.out)
+                print(f"wrote the latest checkpoint to {args.out}", file=sys.stderr)
+            return 0
+        data = _FILE_EXPORTS[args.format](project)
+    if args.out in (None, "-"):
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        Path(args.out).write_bytes(data)
+        print(f"wrote {args.format} ({len(data):,} bytes) to {args.out}", file=sys.stderr)
     return 0
 
 
@@ -171,11 +190,21 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(handler=cmd_status)
 
-    export = sub.add_parser("export", help="export the current labels")
-    _add_common(export)
-    export.add_argument("--format", choices=("csv", "jsonl"), default="csv")
-    export.add_argument("--out", default=None, help="output file (default: standard output)")
-    export.set_defaults(handler=cmd_export)
+    exporter = sub.add_parser(
+        "export",
+        help="export labels, pool predictions or the latest checkpoint",
+        description="labels as csv/jsonl or an ImageFolder copy (one folder per class); the "
+        "latest round's pool predictions with every uncertainty score (csv/parquet); the latest "
+        "checkpoint (safetensors + config.json + classes.json)",
+    )
+    _add_common(exporter)
+    exporter.add_argument("--format", choices=(*_FILE_EXPORTS, *_FOLDER_EXPORTS), default="csv")
+    exporter.add_argument(
+        "--out",
+        default=None,
+        help="output file, or folder for imagefolder/checkpoint (default: standard output)",
+    )
+    exporter.set_defaults(handler=cmd_export)
 
     backup = sub.add_parser(
         "backup", help="a consistent copy of the SQLite database while annotators keep working"

@@ -101,3 +101,46 @@ def test_backup_restores_every_label(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_demo_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", *_db(tmp_path)]) == 0
     assert "4000 pool samples, 1000 test samples" in capsys.readouterr().out
+
+
+def test_export_predictions_checkpoint_and_image_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pandas as pd
+    from safetensors.torch import load_file
+
+    from tests.services.test_rounds import CLASSES, make_project, run_one
+
+    with Workspace(f"sqlite:///{tmp_path / 'cli.db'}", data_dir=tmp_path / "data") as ws:
+        project = make_project(ws, tmp_path / "images", n_labeled=2, n_open=3, n_test=1)
+        # Before any round there is nothing to predict with: a plain error, exit 1.
+        assert main(["export", "--project", "tiny", "--format", "predictions-csv", *_db(tmp_path)])
+        assert "no finished round yet" in capsys.readouterr().err
+        project.request_round()
+        assert run_one(ws, project) == "succeeded"
+
+    parquet = tmp_path / "pool.parquet"
+    args = ["export", "--project", "tiny", *_db(tmp_path)]
+    assert main([*args, "--format", "predictions-parquet", "--out", str(parquet)]) == 0
+    frame = pd.read_parquet(parquet)
+    # Every pool sample (6 labeled + 9 open) with its scores and one probability per class.
+    assert len(frame) == 15 and frame["rank"].notna().sum() == 9
+    assert {"mutual_information", "predictive_entropy", "p_left", "p_top"} <= set(frame.columns)
+    sums = frame[[f"p_{c}" for c in CLASSES]].sum(axis=1)
+    assert ((sums - 1).abs() < 1e-3).all()
+
+    assert main([*args, "--format", "predictions-csv"]) == 0
+    assert capsys.readouterr().out.count("\n") == 16  # header + 15 rows
+
+    assert main([*args, "--format", "checkpoint"]) == 2  # a folder format needs --out
+    model = tmp_path / "model"
+    assert main([*args, "--format", "checkpoint", "--out", str(model)]) == 0
+    assert json.loads((model / "classes.json").read_text())["classes"] == CLASSES
+    assert load_file(model / "model.safetensors")  # safetensors, no pickle
+
+    folder = tmp_path / "imagefolder"
+    assert main([*args, "--format", "imagefolder", "--out", str(folder)]) == 0
+    # split/class/file: 6 labeled pool images and the 3 gold test images.
+    assert sorted(p.name for p in (folder / "pool").iterdir()) == sorted(CLASSES)
+    assert sum(1 for _ in (folder / "pool").rglob("*.png")) == 6
+    assert sum(1 for _ in (folder / "test").rglob("*.png")) == 3

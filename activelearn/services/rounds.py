@@ -12,8 +12,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -278,53 +276,3 @@ def load_ensemble(project: Project, round_id: int | None = None, *, device: str 
     if not Path(checkpoint).is_dir():
         return None
     return Ensemble.load(checkpoint, device=device)
-
-
-def predictions(project: Project, round_id: int | None = None) -> pd.DataFrame:
-    """A round's predictions for every scored pool sample (default: the round being served).
-
-    Columns: sample_id, path, split, status, label, predicted, confidence, mutual_information,
-    rank, and one probability column per class (p_<class>).
-    """
-    from db.models import Sample, SampleScore
-
-    with read_session(project.engine) as session:
-        if round_id is None:
-            round_id = queries.latest_succeeded_round_id(session, project.id)
-        classes = list(project.classes)
-        if round_id is None:
-            return pd.DataFrame()
-        rows = session.execute(
-            select(
-                SampleScore.sample_id,
-                Sample.path,
-                Sample.split,
-                Sample.status,
-                Sample.label,
-                SampleScore.predicted_class,
-                SampleScore.confidence,
-                SampleScore.mutual_information,
-                SampleScore.rank,
-                SampleScore.mean_probs,
-            )
-            .join(Sample, Sample.id == SampleScore.sample_id)
-            .where(SampleScore.round_id == round_id)
-            .order_by(SampleScore.sample_id)
-        ).all()
-    records = []
-    for sid, path, split, status, label, pred, conf, mi, rank, probs in rows:
-        record: dict[str, Any] = {
-            "sample_id": int(sid),
-            "path": path,
-            "split": split,
-            "status": status,
-            "label": label,
-            "predicted": classes[pred] if 0 <= pred < len(classes) else str(pred),
-            "confidence": conf,
-            "mutual_information": mi,
-            "rank": rank,
-        }
-        for name, value in zip(classes, probs or [], strict=False):
-            record[f"p_{name}"] = value
-        records.append(record)
-    return pd.DataFrame.from_records(records)

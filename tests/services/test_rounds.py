@@ -13,7 +13,7 @@ from PIL import Image
 from sqlalchemy import select
 
 from activelearn import Workspace
-from activelearn.services import rounds, triggers
+from activelearn.services import export, rounds, triggers
 from activelearn.services.training import MIN_TRAIN_STEPS, run_round, score_pool_probs
 from activelearn.worker import claim_round
 from db import rounds as round_queries
@@ -187,7 +187,7 @@ def test_round_trains_scores_and_changes_the_ranking(workspace: Workspace, tmp_p
     reloaded = loaded.predict_proba(torch.from_numpy(pixels)).mean(0)  # (N, C)
     stored = torch.tensor([s.mean_probs for s in scores])
     assert torch.allclose(reloaded, stored.float(), atol=1e-3)
-    frame = rounds.predictions(project)
+    frame = export.predictions_frame(project)
     assert len(frame) == len(scores) and "p_left" in frame.columns
 
 
