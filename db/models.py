@@ -176,6 +176,27 @@ class RoundMetric(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # bins, confusion, ...
 
 
+class RoundPoolSummary(Base):
+    """The dashboard's pool charts of one succeeded round, computed once from its scores.
+
+    A round's scores never change, so its histograms, scatter sample, galleries, confidence
+    profile and stability are computed when the round finishes and read back as one small JSON
+    document instead of 100,000 score rows. `previous_round_id` is the round the histogram
+    overlay and stability compare against, and `version` the summary's format: a summary whose
+    previous round or format is not the one wanted is recomputed.
+    """
+
+    __tablename__ = "round_pool_summaries"
+
+    round_id: Mapped[int] = mapped_column(
+        ForeignKey("rounds.id", ondelete="CASCADE"), primary_key=True
+    )
+    previous_round_id: Mapped[int | None] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(Integer)
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
 class TrainingEpoch(Base):
     __tablename__ = "training_epochs"
 

@@ -6,6 +6,9 @@ activelearn.ui.charts and holds the judgement calls, each documented where it is
 - which pool samples are shown as possibly out of distribution (`pool_view`),
 - the stopping advice (`advise_stopping`).
 Every function reads one round (or the labels) and is cheap to cache per round in the UI.
+The pool charts, the one part that would read 100,000 score rows per round, are computed once
+when a round succeeds (`store_pool_summary`, called by the rounds worker) and stored in the
+database; `pool_view` reads that summary and computes it only where it is missing.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from activelearn.errors import UnknownTask
@@ -258,18 +263,26 @@ class PoolView:
     abstained_share: tuple[float, ...]
     expected_accuracy: tuple[float | None, ...]
     # For the stopping advice: the share of the pool with mutual information above
-    # StoppingThresholds.mutual_information, and the share of samples in both rounds' pools
-    # whose predicted class the latest round did not change (None without a previous round).
+    # `informative_threshold` (StoppingThresholds.mutual_information), and the share of samples
+    # in both rounds' pools whose predicted class the latest round did not change (None without
+    # a previous round).
     informative_share: float | None
     stability: float | None
+    # The pool's confidence distribution the abstention curve comes from: per bin of width
+    # 1 / CONFIDENCE_BINS, the number of samples and the sum of their confidence. The slider
+    # moves in steps of one bin, so the curve read from it is exact, not an approximation.
+    confidence_counts: tuple[int, ...] = ()  # (CONFIDENCE_BINS,)
+    confidence_sums: tuple[float, ...] = ()  # (CONFIDENCE_BINS,)
+    informative_threshold: float | None = None
 
 
 def _score_arrays(session: Session, round_id: int) -> dict[str, np.ndarray]:
     rows = dash_queries.pool_score_columns(session, round_id)
-    columns = list(zip(*rows, strict=True)) if rows else [()] * len(_SCORE_ARRAYS)
+    # One C-level conversion of the (N, 7) rows; ids and classes are exact in float64.
+    table = np.array(rows, dtype=np.float64).reshape(len(rows), len(_SCORE_ARRAYS))
     arrays = {
-        name: np.asarray(values, dtype=np.float64)  # (N,)
-        for name, values in zip(_SCORE_ARRAYS, columns, strict=True)
+        name: np.ascontiguousarray(table[:, column])  # (N,)
+        for column, name in enumerate(_SCORE_ARRAYS)
     }
     arrays["sample_id"] = arrays["sample_id"].astype(np.int64)
     arrays["predicted_class"] = arrays["predicted_class"].astype(np.int64)
@@ -285,48 +298,58 @@ def _top(values: np.ndarray, ids: np.ndarray, k: int, mask: np.ndarray | None = 
     return candidates[order[:k]]
 
 
+def _points_frame(columns: dict[str, Any]) -> pd.DataFrame:
+    """A POINT_FIELDS frame from its columns. Both the fresh computation and a stored summary
+    build their frames here, so the two give the same dtypes (an empty gallery included)."""
+    frame = pd.DataFrame(
+        {
+            "sample_id": np.asarray(columns["sample_id"], dtype=np.int64),
+            "path": [str(path) for path in columns["path"]],
+        }
+    )
+    for name in POINT_FIELDS[2:]:
+        dtype = np.int64 if name == "predicted_class" else np.float64
+        frame[name] = np.asarray(columns[name], dtype=dtype)  # JSON null -> NaN
+    return frame[list(POINT_FIELDS)]
+
+
 def _frame(
     arrays: dict[str, np.ndarray], positions: np.ndarray, paths: dict[int, str]
 ) -> pd.DataFrame:
     ids = arrays["sample_id"][positions]
-    frame = pd.DataFrame({"sample_id": ids, "path": [paths.get(int(i), "") for i in ids]})
+    columns: dict[str, Any] = {"sample_id": ids, "path": [paths.get(int(i), "") for i in ids]}
     for name in POINT_FIELDS[2:]:
-        frame[name] = arrays[name][positions]
-    return frame[list(POINT_FIELDS)]
+        columns[name] = arrays[name][positions]
+    return _points_frame(columns)
 
 
-def pool_view(
-    project: Project,
-    round_id: int,
-    previous_id: int | None = None,
-    *,
-    thresholds: StoppingThresholds | None = None,
+def _compute_pool_view(
+    session: Session, round_id: int, previous_id: int | None, *, informative_threshold: float
 ) -> PoolView:
-    limits = thresholds or StoppingThresholds()
-    with read_session(project.engine) as session:
-        _check_round(session, project, round_id)
-        latest = _score_arrays(session, round_id)
-        previous = _score_arrays(session, previous_id) if previous_id is not None else None
-        n_pool = int(latest["sample_id"].size)
-        ids = latest["sample_id"]
-        mi = latest["mutual_information"]
+    """Every pool chart of a round from its scores and its predecessor's (two 100k-row reads
+    at full scale: what the stored summary saves each visitor)."""
+    latest = _score_arrays(session, round_id)
+    previous = _score_arrays(session, previous_id) if previous_id is not None else None
+    n_pool = int(latest["sample_id"].size)
+    ids = latest["sample_id"]
+    mi = latest["mutual_information"]
 
-        rng = np.random.default_rng(round_id)
-        sampled = (
-            rng.choice(n_pool, size=SCATTER_POINTS, replace=False)
-            if n_pool > SCATTER_POINTS
-            else np.arange(n_pool)
-        )
-        scatter = np.union1d(sampled, _top(mi, ids, SCATTER_TOP))
-        top_mi = _top(mi, ids, GALLERY_SIZE)
-        mi_floor = float(np.quantile(mi, 0.9, method="lower")) if n_pool else None
-        ood = (
-            _top(latest["predictive_entropy"], ids, GALLERY_SIZE, mask=mi >= mi_floor)
-            if mi_floor is not None
-            else np.array([], dtype=np.int64)
-        )
-        wanted = np.unique(np.concatenate([scatter, top_mi, ood])).astype(np.int64)
-        paths = dash_queries.sample_paths(session, [int(i) for i in ids[wanted]])
+    rng = np.random.default_rng(round_id)
+    sampled = (
+        rng.choice(n_pool, size=SCATTER_POINTS, replace=False)
+        if n_pool > SCATTER_POINTS
+        else np.arange(n_pool)
+    )
+    scatter = np.union1d(sampled, _top(mi, ids, SCATTER_TOP))
+    top_mi = _top(mi, ids, GALLERY_SIZE)
+    mi_floor = float(np.quantile(mi, 0.9, method="lower")) if n_pool else None
+    ood = (
+        _top(latest["predictive_entropy"], ids, GALLERY_SIZE, mask=mi >= mi_floor)
+        if mi_floor is not None
+        else np.array([], dtype=np.int64)
+    )
+    wanted = np.unique(np.concatenate([scatter, top_mi, ood])).astype(np.int64)
+    paths = dash_queries.sample_paths(session, [int(i) for i in ids[wanted]])
 
     histograms: dict[str, ScoreHistogram] = {}
     for score in HISTOGRAM_SCORES:
@@ -349,10 +372,12 @@ def pool_view(
     # per confidence bin: (count, sum of confidence)
     confidence = latest["confidence"]
     bin_index = np.clip((confidence * CONFIDENCE_BINS).astype(np.int64), 0, CONFIDENCE_BINS - 1)
-    counts = np.bincount(bin_index, minlength=CONFIDENCE_BINS)
-    sums = np.bincount(bin_index, weights=confidence, minlength=CONFIDENCE_BINS)
+    bin_counts = tuple(int(c) for c in np.bincount(bin_index, minlength=CONFIDENCE_BINS))
+    bin_sums = tuple(
+        float(s) for s in np.bincount(bin_index, weights=confidence, minlength=CONFIDENCE_BINS)
+    )
     threshold_edges, abstained, expected = abstention_curve(
-        [(int(c), float(s)) for c, s in zip(counts, sums, strict=True)]
+        list(zip(bin_counts, bin_sums, strict=True))
     )
 
     stability = None
@@ -376,9 +401,198 @@ def pool_view(
         thresholds=threshold_edges,
         abstained_share=abstained,
         expected_accuracy=expected,
-        informative_share=float((mi > limits.mutual_information).mean()) if n_pool else None,
+        informative_share=float((mi > informative_threshold).mean()) if n_pool else None,
         stability=stability,
+        confidence_counts=bin_counts,
+        confidence_sums=bin_sums,
+        informative_threshold=informative_threshold,
     )
+
+
+# A stored summary holds everything PoolView shows except the abstention curve, which is
+# recomputed from the confidence profile. Bump the version whenever what is stored, or how it is
+# computed (bins, scatter size, gallery rules), changes: older summaries are then recomputed.
+POOL_SUMMARY_VERSION = 1
+
+
+def _finite(value: float | None) -> float | None:
+    # JSON has no NaN or infinity (PostgreSQL rejects them): stored as null, read back as NaN.
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _frame_to_json(frame: pd.DataFrame) -> dict[str, list[Any]]:
+    columns: dict[str, list[Any]] = {
+        "sample_id": [int(v) for v in frame["sample_id"].tolist()],
+        "path": [str(v) for v in frame["path"].tolist()],
+        "predicted_class": [int(v) for v in frame["predicted_class"].tolist()],
+    }
+    for name in POINT_FIELDS[2:]:
+        if name != "predicted_class":
+            columns[name] = [_finite(float(v)) for v in frame[name].tolist()]
+    return columns
+
+
+def pool_view_to_json(view: PoolView) -> dict[str, Any]:
+    """The stored form of a pool view (plain JSON; floats round-trip exactly)."""
+    return {
+        "n_pool": view.n_pool,
+        "histograms": {
+            score: {
+                "edges": [_finite(v) for v in hist.edges],
+                "latest": list(hist.latest),
+                "previous": None if hist.previous is None else list(hist.previous),
+            }
+            for score, hist in view.histograms.items()
+        },
+        "points": _frame_to_json(view.points),
+        "top_mutual_information": _frame_to_json(view.top_mutual_information),
+        "out_of_distribution": _frame_to_json(view.out_of_distribution),
+        "ood_mi_floor": _finite(view.ood_mi_floor),
+        "confidence_counts": list(view.confidence_counts),
+        "confidence_sums": [_finite(v) for v in view.confidence_sums],
+        "informative_threshold": view.informative_threshold,
+        "informative_share": _finite(view.informative_share),
+        "stability": _finite(view.stability),
+    }
+
+
+def pool_view_from_json(
+    summary: dict[str, Any], *, round_id: int, previous_id: int | None
+) -> PoolView:
+    """A PoolView from its stored form; the abstention curve is recomputed from the profile."""
+    counts = tuple(int(c) for c in summary["confidence_counts"])
+    sums = tuple(float(s) for s in summary["confidence_sums"])
+    thresholds, abstained, expected = abstention_curve(list(zip(counts, sums, strict=True)))
+    histograms = {
+        score: ScoreHistogram(
+            score=score,
+            edges=tuple(float(v) for v in hist["edges"]),
+            latest=tuple(int(c) for c in hist["latest"]),
+            previous=None if hist["previous"] is None else tuple(int(c) for c in hist["previous"]),
+        )
+        for score, hist in summary["histograms"].items()
+    }
+    floor = summary["ood_mi_floor"]
+    threshold = summary["informative_threshold"]
+    return PoolView(
+        round_id=round_id,
+        previous_id=previous_id,
+        n_pool=int(summary["n_pool"]),
+        histograms=histograms,
+        points=_points_frame(summary["points"]),
+        top_mutual_information=_points_frame(summary["top_mutual_information"]),
+        out_of_distribution=_points_frame(summary["out_of_distribution"]),
+        ood_mi_floor=None if floor is None else float(floor),
+        thresholds=thresholds,
+        abstained_share=abstained,
+        expected_accuracy=expected,
+        informative_share=summary["informative_share"],
+        stability=summary["stability"],
+        confidence_counts=counts,
+        confidence_sums=sums,
+        informative_threshold=None if threshold is None else float(threshold),
+    )
+
+
+def _stored_view(
+    session: Session, round_id: int, previous_id: int | None, informative_threshold: float
+) -> PoolView | None:
+    """The round's stored summary as a PoolView when it answers this question: same format
+    version, compared with the same previous round, same informative threshold."""
+    stored = dash_queries.pool_summary(session, round_id)
+    if stored is None:
+        return None
+    version, stored_previous, summary = stored
+    if version != POOL_SUMMARY_VERSION or stored_previous != previous_id:
+        return None
+    if summary.get("informative_threshold") != informative_threshold:
+        return None
+    try:
+        return pool_view_from_json(summary, round_id=round_id, previous_id=previous_id)
+    except (KeyError, TypeError, ValueError) as error:  # a damaged row is recomputed
+        log.warning("ignoring the stored pool summary of round %s: %s", round_id, error)
+        return None
+
+
+def _save_pool_view(engine: Engine, view: PoolView) -> None:
+    from activelearn.services.workspace import utcnow
+
+    summary = pool_view_to_json(view)
+    with_write_retry(
+        engine,
+        lambda session: dash_queries.save_pool_summary(
+            session,
+            view.round_id,
+            previous_round_id=view.previous_id,
+            version=POOL_SUMMARY_VERSION,
+            summary=summary,
+            now=utcnow(),
+        ),
+    )
+
+
+def compute_pool_view(
+    project: Project,
+    round_id: int,
+    previous_id: int | None = None,
+    *,
+    thresholds: StoppingThresholds | None = None,
+) -> PoolView:
+    """The pool charts of a round computed afresh from the scores, ignoring any stored summary."""
+    limits = thresholds or StoppingThresholds()
+    with read_session(project.engine) as session:
+        _check_round(session, project, round_id)
+        return _compute_pool_view(
+            session, round_id, previous_id, informative_threshold=limits.mutual_information
+        )
+
+
+def pool_view(
+    project: Project,
+    round_id: int,
+    previous_id: int | None = None,
+    *,
+    thresholds: StoppingThresholds | None = None,
+) -> PoolView:
+    """The pool charts of a round compared with `previous_id`.
+
+    Read from the summary the worker stored when the round finished (a few hundred kB instead of
+    two rounds of scores); computed from the scores, and stored for the next visitor, when there
+    is none (rounds finished by an older version) or it compared with another round.
+    """
+    limits = thresholds or StoppingThresholds()
+    with read_session(project.engine) as session:
+        _check_round(session, project, round_id)
+        view = _stored_view(session, round_id, previous_id, limits.mutual_information)
+        if view is not None:
+            return view
+        view = _compute_pool_view(
+            session, round_id, previous_id, informative_threshold=limits.mutual_information
+        )
+    if limits.mutual_information == StoppingThresholds().mutual_information:
+        # Only the page's default question is kept; a custom threshold is answered, not stored.
+        try:
+            _save_pool_view(project.engine, view)
+        except SQLAlchemyError as error:  # the page still shows the view; the next visit retries
+            log.warning("could not store the pool summary of round %s: %s", round_id, error)
+    return view
+
+
+def store_pool_summary(engine: Engine, round_id: int) -> PoolView:
+    """Compute a finished round's pool summary and store it: the rounds worker calls this once,
+    right after the round succeeds, so the dashboard's first visitor reads instead of computing.
+
+    The round is compared with the newest older succeeded round of its project, the one the
+    dashboard shows beside it.
+    """
+    limits = StoppingThresholds()
+    with read_session(engine) as session:
+        previous_id = dash_queries.previous_succeeded_round(session, round_id)
+        view = _compute_pool_view(
+            session, round_id, previous_id, informative_threshold=limits.mutual_information
+        )
+    _save_pool_view(engine, view)
+    return view
 
 
 def abstention_curve(

@@ -4,22 +4,45 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import Connection, inspect, text
 
 from activelearn import Workspace
 from db.engine import make_engine
-from db.migrate import current_revision, head_revision, upgrade
+from db.migrate import alembic_config, current_revision, head_revision, upgrade
 from db.models import Base
 
 
-def test_models_match_migrations(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
+def test_models_match_migrations(db_url: str) -> None:
+    engine = make_engine(db_url)
     upgrade(engine)
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
     assert current_revision(engine) == head_revision()
+    engine.dispose()
+
+
+def test_pool_summaries_migration_round_trips(db_url: str) -> None:
+    """0003 adds round_pool_summaries (the dashboard's per-round cache) and drops it again."""
+    engine = make_engine(db_url)
+    upgrade(engine, "0002")
+    assert "round_pool_summaries" not in inspect(engine).get_table_names()
+    upgrade(engine, "0003")
+    assert "round_pool_summaries" in inspect(engine).get_table_names()
+    with engine.begin() as connection:
+        command.downgrade(_config(connection), "0002")
+    assert "round_pool_summaries" not in inspect(engine).get_table_names()
+    assert "sample_scores" in inspect(engine).get_table_names()
+    engine.dispose()
+
+
+def _config(connection: Connection) -> Config:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    return config
 
 
 def test_upgrade_from_first_schema_keeps_labels(tmp_path: Path) -> None:
@@ -75,3 +98,4 @@ def test_upgrade_from_first_schema_keeps_labels(tmp_path: Path) -> None:
                 row[1] for row in connection.exec_driver_sql("PRAGMA table_info(sample_scores)")
             }
         assert {"mean_probs", "member_predictions", "rank"} <= columns
+        assert "round_pool_summaries" in inspect(ws.engine).get_table_names()

@@ -7,20 +7,28 @@ epochs, sample scores, a checkpoint) straight through the db models; the UI test
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 
 from activelearn import Project, Workspace
 from activelearn.errors import UnknownTask
 from activelearn.services import dashboard as data
 from db.engine import read_session, write_session
-from db.models import Annotation, Round, RoundMetric, Sample, SampleScore, TrainingEpoch
+from db.models import (
+    Annotation,
+    Round,
+    RoundMetric,
+    RoundPoolSummary,
+    Sample,
+    SampleScore,
+    TrainingEpoch,
+)
 from tests.conftest import write_images
 
 CLASSES = ["cat", "dog", "<script>alert(1)</script>"]
@@ -326,6 +334,148 @@ def test_ood_gallery_is_high_entropy_among_high_disagreement(fixture: DashboardF
     assert (view.out_of_distribution["mutual_information"] >= view.ood_mi_floor).all()
     entropy = view.out_of_distribution["predictive_entropy"].tolist()
     assert entropy == sorted(entropy, reverse=True)
+
+
+def assert_same_view(got: data.PoolView, expected: data.PoolView) -> None:
+    """Field by field: frames with their dtypes, everything else exactly (no tolerance)."""
+    for spec in fields(data.PoolView):
+        a, b = getattr(got, spec.name), getattr(expected, spec.name)
+        if isinstance(b, pd.DataFrame):
+            pd.testing.assert_frame_equal(a, b, check_exact=True)
+        else:
+            assert a == b, spec.name
+
+
+def stored_summary(project: Project, round_id: int) -> RoundPoolSummary | None:
+    with read_session(project.engine) as session:
+        return session.get(RoundPoolSummary, round_id)
+
+
+def test_stored_pool_summary_equals_the_fresh_computation(
+    workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A scatter sample and galleries smaller than the 16-sample pool, as at full scale.
+    monkeypatch.setattr(data, "SCATTER_POINTS", 5)
+    monkeypatch.setattr(data, "SCATTER_TOP", 2)
+    monkeypatch.setattr(data, "GALLERY_SIZE", 3)
+    built = build_dashboard_project(workspace, tmp_path)
+    project = built.project
+    latest, previous = built.round_ids[1], built.round_ids[0]
+    fresh = data.compute_pool_view(project, latest, previous)
+    assert 5 <= len(fresh.points) <= 5 + 2 < fresh.n_pool  # 5 drawn plus the top 2 by MI
+    assert stored_summary(project, latest) is None  # rounds written without the worker
+
+    first = data.pool_view(project, latest, previous)  # the fallback: computed, then stored
+    row = stored_summary(project, latest)
+    assert row is not None and row.previous_round_id == previous
+    assert row.version == data.POOL_SUMMARY_VERSION
+    assert_same_view(first, fresh)
+
+    # Read back, not recomputed: with the round's scores gone, the summary still answers.
+    with write_session(project.engine) as session:
+        session.execute(delete(SampleScore).where(SampleScore.round_id == latest))
+    again = data.pool_view(project, latest, previous)
+    assert_same_view(again, fresh)
+    assert data.compute_pool_view(project, latest, previous).n_pool == 0
+    # The slider is answered from the stored confidence profile, at every step.
+    for step in range(data.CONFIDENCE_BINS + 1):
+        threshold = step / data.CONFIDENCE_BINS
+        assert data.abstention_at(again, threshold) == data.abstention_at(fresh, threshold)
+
+
+def test_a_summary_answers_only_its_own_question(
+    fixture: DashboardFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = fixture.project
+    latest, previous = fixture.round_ids[1], fixture.round_ids[0]
+    data.pool_view(project, latest, previous)
+    with write_session(project.engine) as session:  # mark the stored copy
+        row = session.get(RoundPoolSummary, latest)
+        assert row is not None
+        session.execute(
+            update(RoundPoolSummary)
+            .where(RoundPoolSummary.round_id == latest)
+            .values(summary={**row.summary, "n_pool": 999})
+        )
+    true_size = N_IMAGES - len(fixture.labeled)
+    assert data.pool_view(project, latest, previous).n_pool == 999  # read from the store
+    # Another threshold for the informative share: computed, and the stored copy left alone.
+    custom = data.StoppingThresholds(mutual_information=0.05)
+    assert data.pool_view(project, latest, previous, thresholds=custom).n_pool == true_size
+    assert data.pool_view(project, latest, previous).n_pool == 999
+    # An older summary format: recomputed and replaced.
+    monkeypatch.setattr(data, "POOL_SUMMARY_VERSION", data.POOL_SUMMARY_VERSION + 1)
+    assert data.pool_view(project, latest, previous).n_pool == true_size
+    assert data.pool_view(project, latest, previous).n_pool == true_size
+    # Compared with another round (here none): recomputed and replaced, overlay gone.
+    alone = data.pool_view(project, latest, None)
+    assert alone.stability is None
+    assert all(h.previous is None for h in alone.histograms.values())
+    row = stored_summary(project, latest)
+    assert row is not None and row.previous_round_id is None
+    assert_same_view(alone, data.compute_pool_view(project, latest, None))
+
+
+def test_a_finished_round_stores_its_pool_summary(workspace: Workspace, tmp_path: Path) -> None:
+    """Two real rounds through the worker's run_round: each stores its summary, the second
+    compared with the first, equal to a fresh computation."""
+    import torch
+
+    from tests.services.test_rounds import make_project, run_one
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        project = make_project(workspace, tmp_path / "images", n_open=6)
+        project.request_round(requested_by="test")
+        assert run_one(workspace, project) == "succeeded"
+        task = project.next_task("ana")
+        assert task is not None
+        project.submit(task.id, label=project.classes[0], annotator="ana")
+        project.request_round(requested_by="test")
+        assert run_one(workspace, project) == "succeeded"
+    finally:
+        torch.set_num_threads(threads)
+    first, second = (r.id for r in data.overview(project).rounds)
+    row = stored_summary(project, first)
+    assert row is not None and row.previous_round_id is None
+    row = stored_summary(project, second)
+    assert row is not None and row.previous_round_id == first
+    assert row.version == data.POOL_SUMMARY_VERSION
+    stored = data.pool_view(project, second, first)
+    fresh = data.compute_pool_view(project, second, first)
+    assert_same_view(stored, fresh)
+    assert stored.n_pool == 3 * 6 - 1 and stored.stability is not None
+
+
+def test_a_failing_summary_never_fails_the_round(
+    sqlite_workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The summary is a cache: if computing it breaks, the round stays succeeded and served, and
+    the first dashboard visitor computes and stores it instead."""
+    import torch
+
+    from tests.services.test_rounds import make_project, run_one
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("summary failed")
+
+    monkeypatch.setattr(data, "store_pool_summary", broken)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        project = make_project(sqlite_workspace, tmp_path / "images", n_open=4)
+        project.request_round(requested_by="test")
+        assert run_one(sqlite_workspace, project) == "succeeded"
+    finally:
+        torch.set_num_threads(threads)
+    (round_ref,) = data.overview(project).rounds
+    assert stored_summary(project, round_ref.id) is None
+    task = project.next_task("ana")
+    assert task is not None and task.round_id == round_ref.id  # the new ranking is served
+    project.release(task.id, annotator="ana")
+    view = data.pool_view(project, round_ref.id, None)
+    assert view.n_pool == 3 * 4 and stored_summary(project, round_ref.id) is not None
 
 
 def test_round_details_and_eval_accuracy(fixture: DashboardFixture) -> None:
