@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -11,6 +12,11 @@ from pathlib import Path
 from typing import TypeVar
 
 from sqlalchemy import Engine, create_engine, event
+
+try:
+    import fcntl
+except ImportError:  # Windows: writers fall back to SQLite's busy handler alone
+    fcntl = None  # type: ignore[assignment]
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
@@ -104,8 +110,41 @@ def read_session(engine: Engine) -> Iterator[Session]:
 def write_session(engine: Engine) -> Iterator[Session]:
     """A session whose transaction takes the write lock up front; committed on success."""
     bind = engine.execution_options(**{_WRITE_OPTION: True})
-    with Session(bind, expire_on_commit=False) as session, session.begin():
+    with (
+        _sqlite_write_gate(engine),
+        Session(bind, expire_on_commit=False) as session,
+        session.begin(),
+    ):
         yield session
+
+
+_gate_depth = threading.local()
+
+
+@contextmanager
+def _sqlite_write_gate(engine: Engine) -> Iterator[None]:
+    """Queue SQLite writers of every process on an OS file lock before BEGIN IMMEDIATE.
+
+    SQLite's own busy handler polls with sleeps of up to 100 ms and favours no one, so with
+    several annotator processes and the worker writing at once an unlucky writer kept losing
+    and waited seconds (measured: p99 0.44 s, worst 4.6-5.5 s with 8 processes). A blocked
+    flock() is woken when the holder releases it. The kernel drops the lock when a process
+    dies, so a killed writer cannot wedge the others. Correctness never depends on the gate:
+    writers that bypass it are still serialised by SQLite.
+    """
+    db_file = sqlite_path(str(engine.url)) if fcntl is not None else None
+    depth = getattr(_gate_depth, "value", 0)
+    if db_file is None or depth:
+        yield  # not SQLite, no flock on this platform, or already inside this thread's gate
+        return
+    fd = os.open(f"{db_file}.write-lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        _gate_depth.value = 1
+        yield
+    finally:
+        _gate_depth.value = 0
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def is_lock_error(error: BaseException) -> bool:
