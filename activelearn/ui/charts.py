@@ -48,8 +48,12 @@ class Chart:
 
 
 def escape(text: object) -> str:
-    """User text made safe for Plotly (which renders <b>, <a href>, <br>, ...)."""
-    return html.escape(str(text), quote=True)
+    """User text made safe for Plotly (which renders <b>, <a href>, <br>, ...).
+
+    Quotes become numeric entities: Plotly decodes only a few named ones (&amp; &lt; &gt; but
+    not &quot;), so html.escape's `&quot;` would be drawn literally in a class name.
+    """
+    return html.escape(str(text), quote=False).replace('"', "&#34;").replace("'", "&#39;")
 
 
 def file_name(path: object) -> str:

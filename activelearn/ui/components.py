@@ -173,7 +173,10 @@ def _status_fragment(ws: Workspace, project: Project) -> None:
     if active is not None:
         st.progress(min(max(active.progress, 0.0), 1.0), text=round_phrase(active))
         if active.status == "queued":
-            state.kick_worker(ws)
+            # Also covers a worker that exited idle just as the round was queued.
+            problem = state.kick_worker(ws)
+            if problem is not None:
+                st.warning(problem, icon=":material/warning:")
     elif rounds and rounds[-1].status == "failed":
         last = rounds[-1]
         st.warning(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
 import streamlit as st
 
-from activelearn import Project, Workspace
+from activelearn import ActivelearnError, Project, Workspace
 
 PROJECT_KEY = "project_name"  # plain session value: survives page switches, unlike widget state
 PICKER_KEY = "project_picker"
@@ -16,6 +17,7 @@ ANNOTATOR_KEY = "annotator"
 # A full render of one page drops the other's, since the grid may label the label page's task.
 LABEL_TASK_KEY = "label_task"
 GRID_TASKS_KEY = "grid_tasks"
+log = logging.getLogger("activelearn.ui")
 DEMO_SPINNER = "Preparing the demo project: importing 5,000 MNIST digits (first start only)…"
 
 
@@ -137,10 +139,38 @@ def forget_annotator() -> None:
 # ------------------------------------------------------------------ background rounds
 
 
-def kick_worker(ws: Workspace) -> None:
-    """Make sure a background worker runs queued rounds (no-op until the worker exists)."""
+def kick_worker(ws: Workspace) -> str | None:
+    """Make sure a background worker runs queued rounds; returns why one could not start.
+
+    Every place the UI can queue a round calls this (retrain now, the automatic trigger after a
+    label, and the status panel while a round waits), so a queued round never waits for a
+    worker nobody started.
+    """
     from activelearn.services import rounds
 
-    ensure_worker = getattr(rounds, "ensure_worker", None)
-    if ensure_worker is not None:
-        ensure_worker(ws)
+    try:
+        rounds.ensure_worker(ws)
+    except OSError as error:
+        # Labels are already stored; say why training waits instead of failing the page.
+        log.warning("could not start a background worker: %s", error)
+        return (
+            f"The background worker could not start ({error}); the round stays queued. "
+            "Start one on the server with: activelearn worker"
+        )
+    return None
+
+
+def kick_worker_if_queued(project: Project) -> str | None:
+    """After a label: the automatic trigger may have queued a round, so make sure it runs.
+
+    The trigger itself only starts workers when ACTIVELEARN_AUTO_WORKER is set (scripts and
+    tests start their own), so the app does it here: one indexed read per label.
+    """
+    try:
+        active = project.active_round()
+    except ActivelearnError as error:
+        log.warning("could not read the active round: %s", error)
+        return None
+    if active is None or active.status != "queued":
+        return None
+    return kick_worker(project.workspace)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,18 +75,57 @@ def chromium_path() -> Path:
     return CHROMIUM
 
 
-@pytest.fixture(scope="module")
-def app_server(
-    chromium_path: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[AppServer]:
-    """The app on a free port of 127.0.0.1 over a fresh database holding the demo project."""
-    folder = tmp_path_factory.mktemp("e2e")
+def _worker_pids(data_dir: Path) -> set[int]:
+    """The background workers serving `data_dir`: its pid file, and on Linux every process
+    whose command line names it (a worker still importing torch has no pid file yet)."""
+    from activelearn.worker import PID_FILE
+
+    pids = set()
+    with suppress(OSError, ValueError):
+        pids.add(int((data_dir / PID_FILE).read_text().strip()))
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with suppress(OSError):
+            words = cmdline.read_bytes().split(b"\0")
+            if b"activelearn.worker" in words and str(data_dir).encode() in words:
+                pids.add(int(cmdline.parent.name))
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with suppress(OSError):  # an exited worker nobody reaped yet is done all the same
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    return True
+
+
+def stop_worker(data_dir: Path, *, timeout_s: float = 15.0) -> None:
+    """Stop the background workers the app started for `data_dir` (they outlive the server)."""
+    pids = _worker_pids(data_dir)
+    for pid in pids:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in pids:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@contextmanager
+def serve_app(folder: Path, prepare: Callable[[Workspace], object]) -> Iterator[AppServer]:
+    """`streamlit run app.py` on a free port of 127.0.0.1 over a fresh database in `folder`.
+
+    `prepare` fills the database first (through the public API), so that start-up timeouts
+    measure the app, not an import.
+    """
     db_url = f"sqlite:///{folder / 'al.db'}"
     data_dir = folder / "data"
     with Workspace(db_url, data_dir=data_dir) as workspace:
-        # The demo import is done here, not by the first page view, so timeouts stay honest;
-        # automatic retraining is off so that no background round competes for the CPU.
-        workspace.ensure_demo().update_settings(retrain_every=0)
+        prepare(workspace)
     port = _free_port()
     env = {**os.environ, "ACTIVELEARN_DB_URL": db_url, "ACTIVELEARN_DATA_DIR": str(data_dir)}
     log = (folder / "streamlit.log").open("wb")
@@ -102,6 +143,21 @@ def app_server(
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+        stop_worker(data_dir)
+
+
+def _demo_without_retraining(workspace: Workspace) -> None:
+    # Automatic retraining is off so that no background round competes for the CPU.
+    workspace.ensure_demo().update_settings(retrain_every=0)
+
+
+@pytest.fixture(scope="module")
+def app_server(
+    chromium_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AppServer]:
+    """The app over a fresh database holding the demo project, automatic retraining off."""
+    with serve_app(tmp_path_factory.mktemp("e2e"), _demo_without_retraining) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

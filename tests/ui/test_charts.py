@@ -287,3 +287,10 @@ def test_charts_module_does_not_import_streamlit() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+def test_escape_leaves_only_entities_plotly_decodes() -> None:
+    # Plotly decodes &amp; &lt; &gt; and numeric entities, but draws &quot; literally.
+    escaped = charts.escape("""<a href="x">'&'</a>""")
+    assert escaped == "&lt;a href=&#34;x&#34;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+    assert "<" not in escaped and '"' not in escaped and "&quot;" not in escaped

@@ -357,3 +357,31 @@ def test_ranking_badge() -> None:
     assert ranking_badge(status(None, 3))[0] == "no ranking yet: cold start"
     assert ranking_badge(status(2, 1)) == ("ranking is 1 label old", "green")
     assert ranking_badge(status(2, 150)) == ("ranking is 150 labels old", "red")
+
+
+def test_a_queued_round_always_gets_a_worker(
+    app_env: Workspace, project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from activelearn.ui import state
+
+    started: list[Workspace] = []
+    monkeypatch.setattr(rounds, "ensure_worker", lambda ws, **_: started.append(ws) or True)
+    # Nothing queued: no worker is started for nothing.
+    assert state.kick_worker_if_queued(project) is None
+    assert started == []
+    project.update_settings(retrain_every=2)
+    for label in CLASSES[:2]:
+        task = project.next_task("ana")
+        assert task is not None
+        label_page.on_label(project, "ana", task.id, label)
+    # The second label queued an automatic round, and the label callback started a worker.
+    active = project.active_round()
+    assert active is not None and active.status == "queued"
+    assert started and started[-1] is project.workspace
+
+    def broken(ws: Workspace, **_: object) -> bool:
+        raise OSError("no room to fork")
+
+    monkeypatch.setattr(rounds, "ensure_worker", broken)
+    problem = state.kick_worker_if_queued(project)
+    assert problem is not None and "no room to fork" in problem and "activelearn worker" in problem

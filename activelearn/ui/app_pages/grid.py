@@ -61,11 +61,17 @@ def _on_submit(project: Project, annotator: str, tasks: list[Task]) -> None:
         stored, released = submit_grid(project, annotator, tasks, chosen)
     except ActivelearnError as error:
         st.session_state[RESULT_KEY] = ("error", str(error))
+        # The labels stored before the failure may have queued a round all the same.
+        state.kick_worker_if_queued(project)
         return
     text = f"Stored {stored} label{'s' if stored != 1 else ''}."
     if released:
         text += f" {released} left blank went back to the queue."
     st.session_state[RESULT_KEY] = ("success", text)
+    # These labels may have queued an automatic round: a worker must be there to run it.
+    problem = state.kick_worker_if_queued(project) if stored else None
+    if problem is not None:
+        st.session_state[RESULT_KEY] = ("error", f"{text} {problem}")
     st.session_state.pop(GRID_KEY, None)
     for task in tasks:
         st.session_state.pop(cell_key(task), None)

@@ -46,11 +46,15 @@ def _now() -> datetime:
 
 
 def current_task(project: Project, annotator: str) -> Task | None:
-    """The task on screen, leasing the next one when there is none (or its lease ran out)."""
+    """The task on screen, leasing the next one when there is none (or its lease ran out).
+
+    "Nothing to label" is never kept: images imported meanwhile (on the setup page, or by a
+    colleague) must show up without a click on "Check again".
+    """
     held = st.session_state.get(TASK_KEY)
     if held is not None and held[0] == project.id and held[1] == annotator:
         task = held[2]
-        if task is None or task.expires_at > _now():
+        if task is not None and task.expires_at > _now():
             return task
     task = project.next_task(annotator)
     st.session_state[TASK_KEY] = (project.id, annotator, task)
@@ -70,6 +74,11 @@ def on_label(project: Project, annotator: str, task_id: int, label: str) -> None
         project.submit(task_id, label=label, annotator=annotator)
     except ActivelearnError as error:
         _flash("error", str(error))
+    else:
+        # This label may have queued an automatic round: a worker must be there to run it.
+        problem = state.kick_worker_if_queued(project)
+        if problem is not None:
+            _flash("error", problem)
     _forget_task()
 
 
@@ -140,7 +149,17 @@ def _why_panel(task: Task, classes: list[str]) -> None:
     c.metric("Expected entropy", f"{task.scores.get('expected_entropy', 0.0):.3f}")
     if task.mean_probs is not None and len(task.mean_probs) == len(classes):
         frame = pd.DataFrame({"class": classes, "mean probability": task.mean_probs})
-        st.bar_chart(frame, x="class", y="mean probability", sort=False, height=160)
+        # Long class names drawn under vertical bars squeeze the plot to nothing: lay them out
+        # as rows instead, one per class.
+        long_names = max(len(name) for name in classes) > 4
+        st.bar_chart(
+            frame,
+            x="class",
+            y="mean probability",
+            sort=False,
+            horizontal=long_names,
+            height=max(160, 24 * len(classes)) if long_names else 160,
+        )
     if task.member_predictions:
         votes = [
             classes[index] if 0 <= index < len(classes) else "?"

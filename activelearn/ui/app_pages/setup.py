@@ -115,9 +115,12 @@ def on_save_settings(project: Project) -> None:
 def on_retrain(ws: Workspace, project: Project) -> None:
     try:
         info = project.request_round(requested_by=state.annotator() or "setup page")
-        state.kick_worker(ws)
     except ActivelearnError as error:
         _message("error", str(error))
+        return
+    problem = state.kick_worker(ws)
+    if problem is not None:
+        _message("error", f"Round {info.id} is {info.status}. {problem}")
         return
     _message("info", f"Round {info.id} is {info.status}; the status bar shows its progress.")
 
