@@ -163,8 +163,8 @@ def kick_worker(ws: Workspace) -> str | None:
 def kick_worker_if_queued(project: Project) -> str | None:
     """After a label: the automatic trigger may have queued a round, so make sure it runs.
 
-    The trigger itself only starts workers when ACTIVELEARN_AUTO_WORKER is set (scripts and
-    tests start their own), so the app does it here: one indexed read per label.
+    The trigger only queues (scripts and tests start their own workers), so the app starts
+    one here: one indexed read per label.
     """
     try:
         active = project.active_round()
