@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -42,9 +43,15 @@ def worker_name() -> str:
 
 
 def reap_stale_rounds(
-    engine: Engine, *, timeout_s: float = DEFAULT_HEARTBEAT_TIMEOUT_S
+    engine: Engine,
+    *,
+    timeout_s: float = DEFAULT_HEARTBEAT_TIMEOUT_S,
+    data_dir: Path | None = None,
 ) -> list[int]:
-    """Mark running rounds whose worker stopped heartbeating as failed; their ids."""
+    """Mark running rounds whose worker stopped heartbeating as failed; their ids.
+
+    What they wrote (scores, metrics, a half-saved checkpoint under data_dir) is removed.
+    """
     from activelearn.services.workspace import utcnow
     from db import rounds as round_queries
     from db.engine import with_write_retry
@@ -61,15 +68,21 @@ def reap_stale_rounds(
     reaped = with_write_retry(engine, work)
     for round_id in reaped:
         log.warning("round %s failed: %s", round_id, stale_message(timeout_s))
-        _remove_outputs(engine, round_id)
+    discard_outputs(engine, reaped, data_dir=data_dir)
     return reaped
 
 
-def _remove_outputs(engine: Engine, round_id: int) -> None:
+def discard_outputs(engine: Engine, round_ids: list[int], *, data_dir: Path | None) -> None:
+    """Delete what dead rounds wrote; they are never served, so it is only clutter."""
     from db import rounds as round_queries
     from db.engine import with_write_retry
 
-    with_write_retry(engine, lambda s: round_queries.delete_round_outputs(s, round_id))
+    for round_id in round_ids:
+        with_write_retry(engine, lambda s, r=round_id: round_queries.delete_round_outputs(s, r))
+        if data_dir is not None:
+            # Round ids are unique across projects; the folder is checkpoints/project-P/round-R.
+            for folder in (Path(data_dir) / "checkpoints").glob(f"project-*/round-{round_id}"):
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def claim_round(engine: Engine, *, worker: str) -> int | None:
@@ -106,7 +119,11 @@ def run_worker(config: WorkerConfig) -> int:
     log.info("worker %s serving %s", name, _safe_url(config.url))
     try:
         while True:
-            reap_stale_rounds(workspace.engine, timeout_s=config.heartbeat_timeout_s)
+            reap_stale_rounds(
+                workspace.engine,
+                timeout_s=config.heartbeat_timeout_s,
+                data_dir=workspace.data_dir,
+            )
             round_id = claim_round(workspace.engine, worker=name)
             if round_id is None:
                 if config.once:

@@ -58,13 +58,14 @@ def request_round(
     worker is running to reap it.
     """
     from activelearn.services.workspace import utcnow
-    from activelearn.worker import DEFAULT_HEARTBEAT_TIMEOUT_S, stale_message
+    from activelearn.worker import DEFAULT_HEARTBEAT_TIMEOUT_S, discard_outputs, stale_message
 
     timeout = DEFAULT_HEARTBEAT_TIMEOUT_S if stale_after_s is None else stale_after_s
+    reaped: list[int] = []
 
     def work(session: Session) -> RoundInfo:
         now = utcnow()
-        round_queries.reap_stale_rounds(
+        reaped[:] = round_queries.reap_stale_rounds(
             session,
             older_than=now - timedelta(seconds=timeout),
             now=now,
@@ -91,12 +92,15 @@ def request_round(
         return round_info(created)
 
     try:
-        return with_write_retry(project.engine, work)
+        info = with_write_retry(project.engine, work)
     except IntegrityError:
-        # The one-active-round index caught a concurrent request: return the winner.
+        # The one-active-round index caught a concurrent request (this transaction, reaping
+        # included, rolled back): return the winner.
         active = active_round(project)
         assert active is not None
         return active
+    discard_outputs(project.engine, reaped, data_dir=project.workspace.data_dir)
+    return info
 
 
 def cancel_round(project: Project, round_id: int | None = None) -> RoundInfo | None:

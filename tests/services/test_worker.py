@@ -124,8 +124,14 @@ def test_sigkill_mid_round_is_reaped_labels_intact_previous_ranking_served(
         if worker.poll() is None:
             worker.kill()
     assert round_row(ws, doomed.id).status == "running"  # nobody has noticed yet
+    # As if the kill had landed while saving: a half-written checkpoint folder.
+    half_saved = ws.data_dir / "checkpoints" / f"project-{project.id}" / f"round-{doomed.id}"
+    half_saved.mkdir(parents=True)
+    (half_saved / "model.safetensors").write_bytes(b"\0" * 100)
+    kept = Path(round_row(ws, first.id).checkpoint)
     time.sleep(1.2)
-    assert reap_stale_rounds(ws.engine, timeout_s=1.0) == [doomed.id]
+    assert reap_stale_rounds(ws.engine, timeout_s=1.0, data_dir=ws.data_dir) == [doomed.id]
+    assert not half_saved.exists() and (kept / "model.safetensors").is_file()
     failed = round_row(ws, doomed.id)
     assert failed.status == "failed" and "no heartbeat" in failed.error
     assert "labels are safe" in failed.error and failed.finished_at is not None
@@ -260,8 +266,11 @@ def test_request_round_fails_a_stale_running_round_instead_of_returning_it(
     dead = project.request_round()
     assert claim_round(ws.engine, worker="gone:1") == dead.id
     assert project.request_round().id == dead.id  # fresh heartbeat: still the active one
+    leftover = ws.data_dir / "checkpoints" / f"project-{project.id}" / f"round-{dead.id}"
+    leftover.mkdir(parents=True)
     time.sleep(1.1)
     queued = rounds.request_round(project, stale_after_s=1.0)
     assert queued.id != dead.id and queued.status == "queued"
     failed = round_row(ws, dead.id)
     assert failed.status == "failed" and "no heartbeat for 1 s" in failed.error
+    assert not leftover.exists()
