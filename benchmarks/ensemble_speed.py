@@ -14,7 +14,11 @@ a training step is counted as 3x the forward pass (forward, input and weight gra
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a checkout too
 
 import torch
 
@@ -108,7 +112,8 @@ def main() -> None:
     device = probe.device
     rate = matmul_rate(device)
     print(
-        f"device: {device} ({probe.formulation} when auto), torch {torch.__version__}, "
+        f"device: {device} (auto: {probe.formulation} training, {probe.inference_formulation} "
+        f"scoring), torch {torch.__version__}, "
         f"threads {torch.get_num_threads()}"
     )
     print(f"float32 matmul (2048^2): {rate:.1f} GFLOP/s")
@@ -132,7 +137,7 @@ def main() -> None:
         for formulation, (epoch, images_per_s, flops) in results.items():
             train_gf = 3 * flops * m * args.train_n / epoch / 1e9
             pool_gf = flops * m * images_per_s / 1e9
-            label = f"{probe.formulation} (auto)" if formulation == "auto" else formulation
+            label = formulation
             print(
                 f"{m:>3} {label:<12} {epoch:>8.3f} {train_gf:>10.1f} "
                 f"{100 * train_gf / rate:>4.0f}% "

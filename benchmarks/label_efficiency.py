@@ -12,8 +12,11 @@ import argparse
 import csv
 import math
 import statistics
+import sys
 from collections import defaultdict
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a checkout too
 
 from activelearn.simulate import THRESHOLDS, RoundRow, labels_to_reach
 

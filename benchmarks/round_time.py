@@ -10,11 +10,14 @@ then prints the phase breakdown the round stored. Target: under 30 s on the 2-co
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from sqlalchemy import select
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a checkout too
 
 from activelearn import Workspace
 from activelearn.services.training import run_round

@@ -15,9 +15,11 @@ Four formulations compute the same function (see benchmarks/ensemble_speed.py):
   ungrouped ones on CPU), dense layers batched; inference in cache-sized micro-batches.
 - "vmap": `torch.func.vmap` over per-member functional code.
 - "loop": a Python loop over members (the reference).
-"auto" picks "hybrid" on CPU and "grouped" on CUDA/MPS, where one launch per layer for all
-members is what pays (measured: benchmarks/README.md). The training step is joint in every
-formulation: one summed loss, one backward, one Adam step over the stacked parameters.
+"auto" picks "grouped" on CUDA/MPS, where one launch per layer for all members is what pays;
+on CPU it trains with "hybrid" and scores with "loop" (the batched dense head gains nothing
+at inference there and its stacking costs 4-6%; measured: benchmarks/README.md). The training
+step is joint in every formulation: one summed loss, one backward, one Adam step over the
+stacked parameters.
 
 Architecture ("small_cnn.v1"): conv5x5/stride2(c1)-ReLU, conv3x3(c2)-maxpool2-ReLU,
 linear(hidden)-ReLU-dropout, linear(n_classes). The strided stem does the job of conv+pool at a
@@ -310,9 +312,10 @@ _FORWARDS: dict[str, Callable[[dict[str, Tensor], Tensor, Tensor | None], Tensor
 }
 
 
-def _auto_formulation(device: torch.device) -> str:
-    """The fastest formulation measured for a device type (benchmarks/ensemble_speed.py)."""
-    return "hybrid" if device.type == "cpu" else "grouped"
+def _auto_formulations(device: torch.device) -> tuple[str, str]:
+    """(training, inference) formulations measured fastest on a device type
+    (benchmarks/ensemble_speed.py)."""
+    return ("hybrid", "loop") if device.type == "cpu" else ("grouped", "grouped")
 
 
 def _shift_images(x: Tensor, shifts: Tensor) -> Tensor:
@@ -344,8 +347,10 @@ class Ensemble:
         self.image_size = int(image_size)
         self.members = config.members
         self.device = resolve_device(config.device)
-        self.formulation = (
-            _auto_formulation(self.device) if config.formulation == "auto" else config.formulation
+        self.formulation, self.inference_formulation = (
+            _auto_formulations(self.device)
+            if config.formulation == "auto"
+            else (config.formulation, config.formulation)
         )
         self.fitted = False
         self._shapes = _param_shapes(
@@ -563,7 +568,7 @@ class Ensemble:
         self, params: dict[str, Tensor], x: Tensor, y: Tensor, weight: Tensor | None
     ) -> Tensor:
         """Per-member validation loss on a shared set, without dropout. -> (M,) on CPU."""
-        forward = _FORWARDS[self.formulation]
+        forward = _FORWARDS[self.inference_formulation]
         total = torch.zeros(self.members, dtype=torch.float64)
         norm = torch.zeros((), dtype=torch.float64)
         chunk = 4096
@@ -585,7 +590,7 @@ class Ensemble:
 
     def logits_chunk(self, x: Tensor | np.ndarray) -> Tensor:
         """Logits (M, B, n_classes) on the ensemble's device for one chunk (CPU: micro-batched)."""
-        forward = _FORWARDS[self.formulation]
+        forward = _FORWARDS[self.inference_formulation]
         micro = _CPU_MICRO_BATCH if self.device.type == "cpu" else max(len(x), 1)
         with torch.inference_mode():
             xc = self._prepare(x)
