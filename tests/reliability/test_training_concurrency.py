@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import subprocess
 import sys
 import time
@@ -24,11 +23,11 @@ import pytest
 from sqlalchemy import func, select
 
 from activelearn import Workspace
-from db import rounds as round_queries
 from db.engine import read_session, sqlite_integrity_check
-from db.models import AcquisitionEntry, Annotation, Lease, Round
+from db.models import AcquisitionEntry, Annotation, Lease
+from tests.processes import REPO, child_env, round_row, start_worker, wait_for
 
-REPO = Path(__file__).resolve().parents[2]
+WORKER_OPTIONS = ("--once", "--threads", "1", "--poll", "0.2")  # one round, one CPU thread
 ANNOTATORS = 8
 LABELS_EACH = 300
 SEED_LABELS = 30  # labeled before the round, so that it has something to train on
@@ -86,40 +85,6 @@ class Acknowledged:
     done: float  # after submit returned: the label is acknowledged, the lease released
     strategy: str
     round_id: int | None
-
-
-def child_env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-
-
-def start_worker(ws: Workspace, log_path: Path) -> subprocess.Popen[bytes]:
-    """A real worker process that runs the one queued round, on one CPU thread."""
-    options = ["--data-dir", str(ws.data_dir), "--once", "--threads", "1", "--poll", "0.2"]
-    with log_path.open("ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "activelearn.worker", "--db", ws.url, *options],
-            cwd=REPO,
-            env=child_env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-
-
-def wait_for(predicate, *, timeout: float, every: float = 0.05, what: str = "a condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def round_row(ws: Workspace, round_id: int) -> Round:
-    with read_session(ws.engine) as session:
-        row = round_queries.get_round(session, round_id)
-        assert row is not None
-        return row
 
 
 def epoch_seconds(naive_utc: datetime) -> float:
@@ -190,7 +155,7 @@ def test_eight_annotator_processes_label_while_a_round_trains(
             )
         queued = project.request_round(requested_by="test")
         worker_log = tmp_path / "worker.log"
-        worker = start_worker(ws, worker_log)
+        worker = start_worker(ws, *WORKER_OPTIONS, log=worker_log)
 
         def ready() -> bool:
             for child, out in zip(children, outputs, strict=True):

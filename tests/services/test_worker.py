@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -18,45 +16,10 @@ from activelearn.worker import claim_round, reap_stale_rounds
 from db import rounds as round_queries
 from db.engine import read_session, sqlite_integrity_check
 from db.models import SampleScore
+from tests.processes import round_row, start_worker, wait_for
 from tests.services.test_rounds import make_project, one_torch_thread, run_one  # noqa: F401
 
-REPO = Path(__file__).resolve().parents[2]
 LONG = {"epochs": 1000}  # long enough to be caught mid-training
-
-
-def start_worker(ws: Workspace, *extra: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "activelearn.worker",
-            "--db",
-            ws.url,
-            "--data-dir",
-            str(ws.data_dir),
-            *extra,
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-
-
-def wait_until(predicate, *, timeout: float = 60.0, every: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("timed out waiting")
-
-
-def round_row(ws: Workspace, round_id: int):
-    with read_session(ws.engine) as session:
-        return round_queries.get_round(session, round_id)
 
 
 def live_labels(project) -> list[tuple]:
@@ -108,7 +71,7 @@ def test_sigkill_mid_round_is_reaped_labels_intact_previous_ranking_served(
     worker = start_worker(ws)
     try:
         # Progress is written while training: epoch and loss appear, the heartbeat advances.
-        row = wait_until(
+        row = wait_for(
             lambda: (
                 (r := round_row(ws, doomed.id)).status == "running"
                 and "epoch" in (r.detail or {})
@@ -117,7 +80,7 @@ def test_sigkill_mid_round_is_reaped_labels_intact_previous_ranking_served(
         )
         assert row.phase == "training" and row.detail["epochs"] == 1000
         beat = row.heartbeat_at
-        wait_until(lambda: round_row(ws, doomed.id).heartbeat_at > beat, timeout=10)
+        wait_for(lambda: round_row(ws, doomed.id).heartbeat_at > beat, timeout=10)
         os.kill(worker.pid, signal.SIGKILL)
         worker.wait(timeout=30)
     finally:
@@ -161,7 +124,7 @@ def test_cancel_a_running_round(sqlite_workspace: Workspace, tmp_path: Path):
     queued = project.request_round()
     worker = start_worker(ws, "--once")
     try:
-        wait_until(lambda: round_row(ws, queued.id).phase == "training")
+        wait_for(lambda: round_row(ws, queued.id).phase == "training")
         info = project.cancel_round()
         assert info is not None and info.id == queued.id
         output, _ = worker.communicate(timeout=60)
@@ -209,7 +172,7 @@ def test_ensure_worker_starts_one_background_worker(sqlite_workspace: Workspace,
     assert rounds.ensure_worker(ws, idle_exit_s=1.0) is False  # one is alive already
     done = rounds.wait_for_round(project, queued.id, timeout_s=120, poll_s=0.2)
     assert done.status == "succeeded", done.error
-    wait_until(lambda: not rounds.worker_alive(ws), timeout=60)
+    wait_for(lambda: not rounds.worker_alive(ws), timeout=60)
     assert "claimed round" in (ws.data_dir / "worker.log").read_text()
 
 
@@ -222,7 +185,7 @@ def test_labels_given_while_a_round_trains_count_toward_the_next(
     queued = project.request_round()
     worker = start_worker(ws, "--once")
     try:
-        wait_until(lambda: round_row(ws, queued.id).phase == "training")
+        wait_for(lambda: round_row(ws, queued.id).phase == "training")
         started = time.monotonic()
         for _ in range(3):
             task = project.next_task("dee")
