@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from activelearn.errors import NothingToExport
+from activelearn.services.workspace import SCORE_FIELDS
 from db import dashboard as dash_queries
 from db import queries
 from db.engine import read_session
@@ -27,15 +28,7 @@ if TYPE_CHECKING:
     from activelearn.services.workspace import Project
 
 LABEL_COLUMNS = ["sample_id", "path", "label", "annotator", "labeled_at", "split"]
-SCORE_COLUMNS = [
-    "mutual_information",
-    "predictive_entropy",
-    "expected_entropy",
-    "variance",
-    "margin",
-    "confidence",
-    "priority",
-]
+SCORE_COLUMNS = [*SCORE_FIELDS, "priority"]
 PROBABILITY_PREFIX = "p_"  # p_<class name>: the ensemble's mean probability of that class
 CHECKPOINT_FILES = ("model.safetensors", "config.json")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp"}
@@ -220,9 +213,7 @@ def predictions_frame(project: Project, round_id: int | None = None) -> pd.DataF
             "split",
             "status",
             "label",
-            *SCORE_COLUMNS[:5],
-            "confidence",
-            "priority",
+            *SCORE_COLUMNS,
             "rank",
             "predicted_index",
         ],
