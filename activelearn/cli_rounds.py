@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 DEFAULT_PROJECT = "demo"
@@ -75,6 +78,13 @@ def register(subparsers: Any) -> None:
         "--balanced-init", action="store_true", help="spread the initial labels over classes"
     )
     sim.add_argument("--out", default=None, help="CSV file, one row per round")
+    _add_db(sim, project=False)
+    sim.add_argument(
+        "--project",
+        default=None,
+        help="also keep the results with this project, where its dashboard draws the "
+        "random-sampling curve beside the learning curves",
+    )
     sim.set_defaults(handler=cmd_simulate)
 
 
@@ -138,16 +148,36 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         balanced_init=args.balanced_init,
         first_repeat=args.first_repeat,
     )
+    out, keep = args.out, None
+    if args.project is not None:
+        keep = _project_simulation_file(args)  # fails early on an unknown project
+        out = out or str(keep)
     try:
-        return run_cli(
+        code = run_cli(
             manifest=args.manifest,
             test_manifest=args.test_manifest,
             demo=args.demo,
             config=config,
-            out=args.out,
+            out=out,
             image_size=args.image_size,
             channels=args.channels,
         )
     except SimulationError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if keep is not None:
+        if str(keep) != out:
+            shutil.copyfile(out, keep)
+        print(f"results kept for project {args.project!r}: {keep}")
+    return code
+
+
+def _project_simulation_file(args: argparse.Namespace) -> Path:
+    from activelearn.services.dashboard import simulation_dir
+    from activelearn.services.workspace import Workspace
+
+    with Workspace(args.db, data_dir=args.data_dir) as ws:
+        folder = simulation_dir(ws.project(args.project))
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return folder / f"simulate-{stamp}.csv"

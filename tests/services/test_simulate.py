@@ -70,3 +70,26 @@ def test_labels_to_reach_takes_the_median_over_repeats():
     rows += [row(2, 20, 0.5), row(2, 30, 0.6)]
     assert labels_to_reach(rows, 0.90) == {"bald": 30.0}  # 30, 20, never -> median 30
     assert math.isinf(labels_to_reach(rows, 0.95)["bald"])  # 30, never, never
+
+
+def test_simulate_for_a_project_feeds_its_dashboard(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    from activelearn import Workspace
+    from activelearn.services import dashboard
+
+    pool, test = manifests(tmp_path / "images")
+    db = ["--db", f"sqlite:///{tmp_path / 'sim.db'}", "--data-dir", str(tmp_path / "data")]
+    args = ["simulate", "--manifest", str(pool), "--test", str(test), "--strategy", "random"]
+    args += ["--init", "3", "--batch", "3", "--budget", "6", "--members", "2", "--epochs", "1"]
+    args += ["--repeats", "1", "--image-size", "12", *db]
+    assert main([*args, "--project", "nope"]) == 1  # checked before any training
+    assert "no project named 'nope'" in capsys.readouterr().err
+    with Workspace(db[1], data_dir=tmp_path / "data") as ws:
+        ws.create_project("letters", classes=list("abc"))
+    assert main([*args, "--project", "letters"]) == 0
+    assert "results kept for project 'letters'" in capsys.readouterr().out
+    with Workspace(db[1], data_dir=tmp_path / "data") as ws:
+        curve, files = dashboard.simulation_curve(ws.project("letters"))
+    assert len(files) == 1 and curve is not None
+    assert sorted(curve["n_labels"].tolist()) == [3, 6]

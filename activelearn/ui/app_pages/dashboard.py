@@ -212,8 +212,9 @@ def section_stopping(advice: data.StoppingAdvice, curves: pd.DataFrame) -> None:
 def section_learning(curves: data.LearningCurves, training: pd.DataFrame, round_id: int) -> None:
     if curves.simulation is None:
         st.caption(
-            "No simulation results for this project yet: run `activelearn simulate` to draw the "
-            "random-sampling curve beside these."
+            "No simulation results for this project yet: run `activelearn simulate --project "
+            "NAME --manifest POOL.csv --test TEST.csv` (or `--demo`) to draw the random-sampling "
+            "curve beside these."
         )
     columns = st.columns(3)
     for column, metric in zip(columns, data.METRICS, strict=True):
