@@ -97,6 +97,12 @@ def go(page: Any, name: str) -> None:
     """Switch page through the sidebar (the session, and so the annotator, is kept)."""
     nav = page.locator('[data-testid="stSidebarNav"]')
     nav.get_by_role("link", name=PAGE_TITLES[name], exact=True).click()
+    if name == "label":
+        # Until the label page has rendered, the previous page's stale image may still match
+        # IMAGE and a key press may land on no shortcut at all; the sample held for the
+        # annotator then reappears with the same src, and press_and_wait would wait forever.
+        page.locator(".st-key-class_buttons").wait_for()
+        page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for()
 
 
 def test_payloads_are_shown_as_text_never_run(
