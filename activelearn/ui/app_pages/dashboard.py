@@ -424,6 +424,42 @@ def section_label_errors(project: Project, errors: list[data.SuspectedLabelError
             )
 
 
+# (button label, bytes builder, file name suffix, MIME type, widget key)
+_LABEL_EXPORTS = (
+    ("Labels (CSV)", export.labels_csv_bytes, "labels.csv", "text/csv", "export_labels_csv"),
+    (
+        "Labels (JSONL)",
+        export.labels_jsonl_bytes,
+        "labels.jsonl",
+        "application/jsonl",
+        "export_labels_jsonl",
+    ),
+    (
+        "Images by class (ZIP)",
+        export.image_folder_zip_bytes,
+        "imagefolder.zip",
+        "application/zip",
+        "export_imagefolder",
+    ),
+)
+_PREDICTION_EXPORTS = (
+    (
+        "Pool predictions (CSV)",
+        export.predictions_csv_bytes,
+        "predictions.csv",
+        "text/csv",
+        "export_predictions_csv",
+    ),
+    (
+        "Pool predictions (Parquet)",
+        export.predictions_parquet_bytes,
+        "predictions.parquet",
+        "application/vnd.apache.parquet",
+        "export_predictions_parquet",
+    ),
+)
+
+
 def section_export(project: Project, has_round: bool) -> None:
     st.caption(
         "Labels: every live label (CSV, JSONL) or the images copied into one folder per class "
@@ -433,45 +469,26 @@ def section_export(project: Project, has_round: bool) -> None:
     )
     name = project.name.replace("/", "_")
     row = st.columns(3)
-    row[0].download_button(
-        "Labels (CSV)",
-        data=lambda: export.labels_csv_bytes(project),
-        file_name=f"{name}-labels.csv",
-        mime="text/csv",
-        key="export_labels_csv",
-    )
-    row[1].download_button(
-        "Labels (JSONL)",
-        data=lambda: export.labels_jsonl_bytes(project),
-        file_name=f"{name}-labels.jsonl",
-        mime="application/jsonl",
-        key="export_labels_jsonl",
-    )
-    row[2].download_button(
-        "Images by class (ZIP)",
-        data=lambda: export.image_folder_zip_bytes(project),
-        file_name=f"{name}-imagefolder.zip",
-        mime="application/zip",
-        key="export_imagefolder",
-    )
+    for column, (label, build, suffix, mime, key) in zip(row, _LABEL_EXPORTS, strict=True):
+        column.download_button(
+            label,
+            data=lambda build=build: build(project),
+            file_name=f"{name}-{suffix}",
+            mime=mime,
+            key=key,
+        )
     if not has_round:
         st.caption("Predictions and the checkpoint appear after the first finished round.")
         return
     row = st.columns(3)
-    row[0].download_button(
-        "Pool predictions (CSV)",
-        data=lambda: export.predictions_csv_bytes(project),
-        file_name=f"{name}-predictions.csv",
-        mime="text/csv",
-        key="export_predictions_csv",
-    )
-    row[1].download_button(
-        "Pool predictions (Parquet)",
-        data=lambda: export.predictions_parquet_bytes(project),
-        file_name=f"{name}-predictions.parquet",
-        mime="application/vnd.apache.parquet",
-        key="export_predictions_parquet",
-    )
+    for column, (label, build, suffix, mime, key) in zip(row, _PREDICTION_EXPORTS, strict=False):
+        column.download_button(
+            label,
+            data=lambda build=build: build(project),
+            file_name=f"{name}-{suffix}",
+            mime=mime,
+            key=key,
+        )
     try:
         round_id, _folder = export.latest_checkpoint(project)
     except ActivelearnError:
