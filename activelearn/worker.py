@@ -117,6 +117,7 @@ def run_worker(config: WorkerConfig) -> int:
     ran = 0
     idle_since = time.monotonic()
     log.info("worker %s serving %s", name, _safe_url(config.url))
+    _backfill_summaries(workspace.engine)
     try:
         while True:
             reap_stale_rounds(
@@ -152,6 +153,18 @@ def run_worker(config: WorkerConfig) -> int:
                 return ran
     finally:
         workspace.close()
+
+
+def _backfill_summaries(engine: Engine) -> None:
+    from activelearn.services.dashboard import backfill_pool_summaries
+
+    try:
+        stored = backfill_pool_summaries(engine)
+    except Exception:  # only the dashboard's first visitor pays for a missing summary
+        log.exception("could not backfill the dashboard pool summaries")
+        return
+    if stored:
+        log.info("stored the dashboard pool summaries of rounds %s", stored)
 
 
 def _safe_url(url: str) -> str:

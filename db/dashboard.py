@@ -184,6 +184,21 @@ def save_pool_summary(
     )
 
 
+def pool_summary_version(session: Session, round_id: int) -> int | None:
+    """The format version of a round's stored summary (None: none stored), without the JSON."""
+    return session.scalar(
+        select(RoundPoolSummary.version).where(RoundPoolSummary.round_id == round_id)
+    )
+
+
+def latest_succeeded_rounds(session: Session) -> list[int]:
+    """Each project's newest succeeded round."""
+    rows = session.scalars(
+        select(func.max(Round.id)).where(Round.status == "succeeded").group_by(Round.project_id)
+    )
+    return [int(r) for r in rows]
+
+
 def delete_pool_summaries(session: Session, project_id: int) -> int:
     """Drop the stored pool summaries of a project's rounds (they are recomputed on demand)."""
     rounds = select(Round.id).where(Round.project_id == project_id)

@@ -595,6 +595,21 @@ def store_pool_summary(engine: Engine, round_id: int) -> PoolView:
     return view
 
 
+def backfill_pool_summaries(engine: Engine) -> list[int]:
+    """Store the summary of each project's latest round that has none in the current format
+    (rounds finished before summaries existed, or whose summary failed), so that the first
+    dashboard visitor after an upgrade does not pay for it. Returns the rounds it stored."""
+    with read_session(engine) as session:
+        missing = [
+            round_id
+            for round_id in dash_queries.latest_succeeded_rounds(session)
+            if dash_queries.pool_summary_version(session, round_id) != POOL_SUMMARY_VERSION
+        ]
+    for round_id in missing:
+        store_pool_summary(engine, round_id)
+    return missing
+
+
 def abstention_curve(
     profile: list[tuple[int, float]],
 ) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float | None, ...]]:

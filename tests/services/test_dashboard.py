@@ -448,6 +448,23 @@ def test_a_finished_round_stores_its_pool_summary(workspace: Workspace, tmp_path
     assert stored.n_pool == 3 * 6 - 1 and stored.stability is not None
 
 
+def test_a_starting_worker_backfills_the_latest_rounds_summary(fixture: DashboardFixture) -> None:
+    """Rounds finished before summaries existed: the worker stores the latest one's at start."""
+    from activelearn.worker import WorkerConfig, run_worker
+
+    project = fixture.project
+    older, latest = fixture.round_ids
+    assert stored_summary(project, latest) is None
+    ws = project.workspace
+    assert run_worker(WorkerConfig(url=ws.url, data_dir=ws.data_dir, once=True)) == 0
+    assert stored_summary(project, latest) is not None
+    assert stored_summary(project, older) is None  # only the one the dashboard opens on
+    assert data.backfill_pool_summaries(project.engine) == []  # nothing left to do
+    assert_same_view(
+        data.pool_view(project, latest, older), data.compute_pool_view(project, latest, older)
+    )
+
+
 def test_a_failing_summary_never_fails_the_round(
     sqlite_workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
