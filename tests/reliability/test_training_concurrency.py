@@ -153,10 +153,6 @@ def test_eight_annotator_processes_label_while_a_round_trains(
                     stderr=subprocess.PIPE,
                 )
             )
-        queued = project.request_round(requested_by="test")
-        worker_log = tmp_path / "worker.log"
-        worker = start_worker(ws, *WORKER_OPTIONS, log=worker_log)
-
         def ready() -> bool:
             for child, out in zip(children, outputs, strict=True):
                 if child.poll() is not None:
@@ -165,6 +161,11 @@ def test_eight_annotator_processes_label_while_a_round_trains(
             return all(Path(str(out) + ".ready").exists() for out in outputs)
 
         wait_for(ready, timeout=120, what="the annotator processes to start")
+        # The worker starts only now: on a loaded machine eight processes importing torch can
+        # take longer than a whole round, and the round must still be training when they label.
+        queued = project.request_round(requested_by="test")
+        worker_log = tmp_path / "worker.log"
+        worker = start_worker(ws, *WORKER_OPTIONS, log=worker_log)
         wait_for(
             lambda: round_row(ws, queued.id).phase == "training",
             timeout=120,
