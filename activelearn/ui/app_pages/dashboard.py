@@ -460,6 +460,18 @@ _PREDICTION_EXPORTS = (
 )
 
 
+def _download_buttons(columns: list, exports: tuple, project: Project, name: str) -> None:
+    """One download button per export, left to right; the bytes are built on click."""
+    for column, (label, build, suffix, mime, key) in zip(columns, exports, strict=False):
+        column.download_button(
+            label,
+            data=lambda build=build: build(project),
+            file_name=f"{name}-{suffix}",
+            mime=mime,
+            key=key,
+        )
+
+
 def section_export(project: Project, has_round: bool) -> None:
     st.caption(
         "Labels: every live label (CSV, JSONL) or the images copied into one folder per class "
@@ -468,27 +480,12 @@ def section_export(project: Project, has_round: bool) -> None:
         "safetensors weights, config and class names (ZIP)."
     )
     name = project.name.replace("/", "_")
-    row = st.columns(3)
-    for column, (label, build, suffix, mime, key) in zip(row, _LABEL_EXPORTS, strict=True):
-        column.download_button(
-            label,
-            data=lambda build=build: build(project),
-            file_name=f"{name}-{suffix}",
-            mime=mime,
-            key=key,
-        )
+    _download_buttons(st.columns(3), _LABEL_EXPORTS, project, name)
     if not has_round:
         st.caption("Predictions and the checkpoint appear after the first finished round.")
         return
     row = st.columns(3)
-    for column, (label, build, suffix, mime, key) in zip(row, _PREDICTION_EXPORTS, strict=False):
-        column.download_button(
-            label,
-            data=lambda build=build: build(project),
-            file_name=f"{name}-{suffix}",
-            mime=mime,
-            key=key,
-        )
+    _download_buttons(row, _PREDICTION_EXPORTS, project, name)
     try:
         round_id, _folder = export.latest_checkpoint(project)
     except ActivelearnError:
