@@ -73,6 +73,11 @@ def member_seed(seed: int, member: int) -> int:
     return int((int(state[0]) << 31) ^ int(state[1])) & (2**63 - 1)
 
 
+def _accumulator_dtype(device: torch.device) -> torch.dtype:
+    """float64 for running sums, except on MPS, which has no float64."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
 def _generator(seed: int, stream: int) -> torch.Generator:
     state = np.random.SeedSequence(seed, spawn_key=(stream,)).generate_state(2, np.uint32)
     return torch.Generator().manual_seed(int((int(state[0]) << 32) | int(state[1])) & (2**63 - 1))
@@ -486,12 +491,14 @@ class Ensemble:
             perms = torch.stack(
                 [torch.randperm(n_train, generator=g) for g in order_gens]
             )  # (M, N)
-            running = torch.zeros(m, dtype=torch.float64)
+            perms_dev = perms.to(self.device)  # one copy per epoch, not one per step
+            # Summed on the device: reading a loss back every step would make a GPU wait for
+            # each step to finish; it is read only when progress is reported.
+            running = torch.zeros(m, dtype=_accumulator_dtype(self.device), device=self.device)
             seen = 0
             for step in range(steps):
-                idx = perms[:, step * cfg.batch_size : (step + 1) * cfg.batch_size]  # (M, B)
-                b = idx.shape[1]
-                idx_dev = idx.to(self.device)
+                idx_dev = perms_dev[:, step * cfg.batch_size : (step + 1) * cfg.batch_size]
+                b = idx_dev.shape[1]  # idx_dev: (M, B)
                 xb = x_train[idx_dev.reshape(-1)]  # (M*B, C, H, W)
                 if cfg.augment:
                     shifts = torch.cat(
@@ -515,17 +522,14 @@ class Ensemble:
                 optimizer.zero_grad(set_to_none=True)
                 losses.sum().backward()
                 optimizer.step()
-                running += losses.detach().to("cpu", torch.float64) * b
+                running += losses.detach().to(running.dtype) * b
                 seen += b
                 done = step + 1
                 if progress is not None and (done % cfg.progress_every == 0 or done == steps):
-                    progress(
-                        FitProgress(
-                            epoch, cfg.epochs, done, steps, tuple((running / seen).tolist())
-                        )
-                    )
+                    mean_loss = tuple((running.double().cpu() / seen).tolist())
+                    progress(FitProgress(epoch, cfg.epochs, done, steps, mean_loss))
             epochs_run = epoch
-            for i, v in enumerate((running / seen).tolist()):
+            for i, v in enumerate((running.double().cpu() / seen).tolist()):
                 train_loss[i].append(v)
             if n_val and val_loss is not None and best_params is not None:
                 vl = self._eval_loss(params, x_val, y_val, weight)  # (M,)
