@@ -6,6 +6,13 @@ achieved GFLOP/s next to this machine's measured float32 matmul rate.
 
     .venv/bin/python benchmarks/ensemble_speed.py [--device auto] [--train-n 1024]
         [--pool-n 4096] [--members 1 5 10] [--formulations auto loop] [--repeats 5]
+        [--epochs 1]
+
+A formulation name with "-eager" appended trains without CUDA graphs (on CUDA the shipped
+configuration replays each full-size training step from a captured graph; elsewhere the suffix
+changes nothing). The ratio columns compare with "loop-eager" when it is measured, else "loop":
+the plain per-member loop. On CUDA use --epochs 5 or more: each fit captures its graph once,
+as a round does, and one epoch of 16 steps would mostly time the capture.
 
 FLOPs are counted from the layer shapes (2 per multiply-add, convolutions and dense layers);
 a training step is counted as 3x the forward pass (forward, input and weight gradients).
@@ -69,6 +76,7 @@ def measure(
     train_n: int,
     pool_n: int,
     repeats: int,
+    epochs: int = 1,
 ) -> dict[str, tuple[float, float, float]]:
     """formulation -> (s per epoch, pool images/s, forward FLOPs per image per member).
 
@@ -81,7 +89,13 @@ def measure(
     pool = (torch.rand(pool_n, 1, 28, 28, generator=gen) * 255).to(torch.uint8)
     ensembles = {}
     for formulation in formulations:
-        config = EnsembleConfig(members=members, epochs=1, device=device, formulation=formulation)
+        config = EnsembleConfig(
+            members=members,
+            epochs=epochs,
+            device=device,
+            formulation=formulation.removesuffix("-eager"),
+            cuda_graphs=not formulation.endswith("-eager"),
+        )
         ensemble = Ensemble(config, in_channels=1, n_classes=10, image_size=28)
         ensemble.fit(x[:256], y[:256])  # warm-up: allocator, oneDNN/cuDNN kernel selection
         score_pool(ensemble, pool[:512])
@@ -90,7 +104,8 @@ def measure(
     scoring = dict.fromkeys(formulations, float("inf"))
     for _ in range(repeats):
         for formulation, ensemble in ensembles.items():
-            epoch[formulation] = min(epoch[formulation], ensemble.fit(x, y).seconds)
+            history = ensemble.fit(x, y)
+            epoch[formulation] = min(epoch[formulation], history.seconds / history.epochs_run)
             start = time.perf_counter()
             score_pool(ensemble, pool)
             _sync(ensemble.device)
@@ -106,6 +121,7 @@ def main() -> None:
     parser.add_argument("--members", type=int, nargs="+", default=[1, 5, 10])
     parser.add_argument("--formulations", nargs="+", default=["auto", "loop"])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=1, help="epochs per timed fit")
     args = parser.parse_args()
 
     probe = Ensemble(EnsembleConfig(device=args.device), in_channels=1, n_classes=10, image_size=28)
@@ -117,7 +133,10 @@ def main() -> None:
         f"threads {torch.get_num_threads()}"
     )
     print(f"float32 matmul (2048^2): {rate:.1f} GFLOP/s")
-    print(f"train: {args.train_n} images/epoch, batch 64; pool: {args.pool_n} uint8 images\n")
+    print(
+        f"train: {args.train_n} images/epoch, batch 64, {args.epochs} epoch(s) per fit; "
+        f"pool: {args.pool_n} uint8 images\n"
+    )
     header = (
         f"{'M':>3} {'formulation':<12} {'s/epoch':>8} {'train GF/s':>10} {'%mm':>5} "
         f"{'pool img/s':>10} {'pool GF/s':>9} {'%mm':>5} {'train x':>7} {'pool x':>6}"
@@ -132,8 +151,10 @@ def main() -> None:
             train_n=args.train_n,
             pool_n=args.pool_n,
             repeats=args.repeats,
+            epochs=args.epochs,
         )
-        base_epoch, base_pool, _ = results.get("loop", next(iter(results.values())))
+        baseline = results.get("loop-eager") or results.get("loop") or next(iter(results.values()))
+        base_epoch, base_pool, _ = baseline
         for formulation, (epoch, images_per_s, flops) in results.items():
             train_gf = 3 * flops * m * args.train_n / epoch / 1e9
             pool_gf = flops * m * images_per_s / 1e9

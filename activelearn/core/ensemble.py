@@ -44,6 +44,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from activelearn.core.devices import DEVICE_NAMES, resolve_device
+from activelearn.core.train_step import WARMUP_STEPS, StepRunner
 
 __all__ = [
     "ARCHITECTURE",
@@ -108,6 +109,7 @@ class EnsembleConfig:
     formulation: str = "auto"  # "auto" | "grouped" | "hybrid" | "vmap" | "loop"; speed only
     warm_start: bool = False  # refit continues from the current weights instead of re-initialising
     progress_every: int = 10  # within an epoch, call `progress` every this many batches
+    cuda_graphs: bool = True  # CUDA: replay full-size training steps from a captured graph
 
     def __post_init__(self) -> None:
         problems = []
@@ -195,6 +197,7 @@ class FitHistory:
     seconds: float
     device: str
     best_epoch: list[int] | None = field(default=None)  # [member], 1-based; early stopping only
+    graph_replays: int = 0  # training steps replayed from a captured CUDA graph
 
 
 def _param_shapes(
@@ -415,7 +418,11 @@ class Ensemble:
 
     def _autocast(self) -> torch.autocast:
         enabled = self.config.mixed_precision and self.device.type == "cuda"
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+        # No weight-cast cache: CUDA graph capture requires it off, and members' weights change
+        # every step anyway.
+        return torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=enabled, cache_enabled=False
+        )
 
     # --- training ---------------------------------------------------------------------------
 
@@ -472,13 +479,31 @@ class Ensemble:
         if not cfg.warm_start or not self.fitted:
             self._params = self._initial_params()
         params = {k: v.detach().clone().requires_grad_(True) for k, v in self._params.items()}
-        optimizer = torch.optim.Adam(params.values(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         forward = _FORWARDS[self.formulation]
         order_gens = [_generator(cfg.member_seed(i), _STREAM_ORDER) for i in range(m)]
         noise_gens = [_generator(cfg.member_seed(i), _STREAM_NOISE) for i in range(m)]
         y_train_dev = y_train.to(self.device)
 
         steps = math.ceil(n_train / cfg.batch_size)
+        graph_batch = self._graph_batch(n_train)
+        optimizer = torch.optim.Adam(
+            params.values(),
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            capturable=graph_batch is not None,
+        )
+
+        def compute(idx: Tensor, shifts: Tensor | None, keep: Tensor | None) -> Tensor:
+            b = idx.shape[1]
+            xb = x_train[idx.reshape(-1)]  # (M*B, C, H, W)
+            if shifts is not None:
+                xb = _shift_images(xb, shifts)
+            xb = xb.reshape(m, b, *xb.shape[1:])
+            with self._autocast():
+                logits = forward(params, xb, keep)  # (M, B, n_classes)
+            return self._member_losses(logits.float(), y_train_dev[idx], weight)  # (M,)
+
+        run_step = StepRunner(compute, optimizer, list(params.values()), graph_batch=graph_batch)
         train_loss: list[list[float]] = [[] for _ in range(m)]
         val_loss: list[list[float]] | None = [[] for _ in range(m)] if n_val else None
         best = torch.full((m,), math.inf)
@@ -487,64 +512,57 @@ class Ensemble:
         best_params = {k: v.detach().clone() for k, v in params.items()} if n_val else None
         epochs_run = 0
 
-        for epoch in range(1, cfg.epochs + 1):
-            perms = torch.stack(
-                [torch.randperm(n_train, generator=g) for g in order_gens]
-            )  # (M, N)
-            perms_dev = perms.to(self.device)  # one copy per epoch, not one per step
-            # Summed on the device: reading a loss back every step would make a GPU wait for
-            # each step to finish; it is read only when progress is reported.
-            running = torch.zeros(m, dtype=_accumulator_dtype(self.device), device=self.device)
-            seen = 0
-            for step in range(steps):
-                idx_dev = perms_dev[:, step * cfg.batch_size : (step + 1) * cfg.batch_size]
-                b = idx_dev.shape[1]  # idx_dev: (M, B)
-                xb = x_train[idx_dev.reshape(-1)]  # (M*B, C, H, W)
-                if cfg.augment:
-                    shifts = torch.cat(
-                        [torch.randint(-2, 3, (b, 2), generator=g) for g in noise_gens]
-                    ).to(self.device)
-                    xb = _shift_images(xb, shifts)
-                xb = xb.reshape(m, b, *xb.shape[1:])
-                yb = y_train_dev[idx_dev]  # (M, B)
-                keep = None
-                if cfg.dropout > 0:
-                    keep = torch.stack(
-                        [
-                            (torch.rand(b, cfg.hidden, generator=g) >= cfg.dropout).float()
-                            / (1.0 - cfg.dropout)
-                            for g in noise_gens
-                        ]
-                    ).to(self.device)
-                with self._autocast():
-                    logits = forward(params, xb, keep)  # (M, B, n_classes)
-                losses = self._member_losses(logits.float(), yb, weight)  # (M,)
-                optimizer.zero_grad(set_to_none=True)
-                losses.sum().backward()
-                optimizer.step()
-                running += losses.detach().to(running.dtype) * b
-                seen += b
-                done = step + 1
-                if progress is not None and (done % cfg.progress_every == 0 or done == steps):
-                    mean_loss = tuple((running.double().cpu() / seen).tolist())
-                    progress(FitProgress(epoch, cfg.epochs, done, steps, mean_loss))
-            epochs_run = epoch
-            for i, v in enumerate((running.double().cpu() / seen).tolist()):
-                train_loss[i].append(v)
-            if n_val and val_loss is not None and best_params is not None:
-                vl = self._eval_loss(params, x_val, y_val, weight)  # (M,)
-                for i, v in enumerate(vl.tolist()):
-                    val_loss[i].append(v)
-                improved = vl < best
-                for i in torch.nonzero(improved).flatten().tolist():
-                    for k in params:
-                        best_params[k][i] = params[k][i].detach()
-                    best_epoch[i] = epoch
-                best = torch.where(improved, vl, best)
-                bad_epochs = torch.where(improved, torch.zeros_like(bad_epochs), bad_epochs + 1)
-                if bool((bad_epochs >= cfg.patience).all()):
-                    break
-
+        try:
+            for epoch in range(1, cfg.epochs + 1):
+                perms = torch.stack(
+                    [torch.randperm(n_train, generator=g) for g in order_gens]
+                )  # (M, N)
+                perms_dev = perms.to(self.device)  # one copy per epoch, not one per step
+                # Summed on the device: reading a loss back every step would make a GPU wait for
+                # each step to finish; it is read only when progress is reported.
+                running = torch.zeros(m, dtype=_accumulator_dtype(self.device), device=self.device)
+                seen = 0
+                for step in range(steps):
+                    idx_dev = perms_dev[:, step * cfg.batch_size : (step + 1) * cfg.batch_size]
+                    b = idx_dev.shape[1]  # idx_dev: (M, B)
+                    shifts = keep = None
+                    if cfg.augment:
+                        shifts = torch.cat(
+                            [torch.randint(-2, 3, (b, 2), generator=g) for g in noise_gens]
+                        ).to(self.device)
+                    if cfg.dropout > 0:
+                        keep = torch.stack(
+                            [
+                                (torch.rand(b, cfg.hidden, generator=g) >= cfg.dropout).float()
+                                / (1.0 - cfg.dropout)
+                                for g in noise_gens
+                            ]
+                        ).to(self.device)
+                    losses = run_step(idx_dev, shifts, keep)
+                    running += losses.to(running.dtype) * b
+                    seen += b
+                    done = step + 1
+                    if progress is not None and (done % cfg.progress_every == 0 or done == steps):
+                        mean_loss = tuple((running.double().cpu() / seen).tolist())
+                        progress(FitProgress(epoch, cfg.epochs, done, steps, mean_loss))
+                epochs_run = epoch
+                for i, v in enumerate((running.double().cpu() / seen).tolist()):
+                    train_loss[i].append(v)
+                if n_val and val_loss is not None and best_params is not None:
+                    vl = self._eval_loss(params, x_val, y_val, weight)  # (M,)
+                    for i, v in enumerate(vl.tolist()):
+                        val_loss[i].append(v)
+                    improved = vl < best
+                    for i in torch.nonzero(improved).flatten().tolist():
+                        for k in params:
+                            best_params[k][i] = params[k][i].detach()
+                        best_epoch[i] = epoch
+                    best = torch.where(improved, vl, best)
+                    bad_epochs = torch.where(improved, torch.zeros_like(bad_epochs), bad_epochs + 1)
+                    if bool((bad_epochs >= cfg.patience).all()):
+                        break
+        finally:
+            run_step.close()
         final = best_params if best_params is not None else params
         self._params = {k: v.detach().clone() for k, v in final.items()}
         self.fitted = True
@@ -555,7 +573,19 @@ class Ensemble:
             seconds=time.perf_counter() - start,
             device=str(self.device),
             best_epoch=best_epoch if n_val else None,
+            graph_replays=run_step.replays,
         )
+
+    def _graph_batch(self, n_train: int) -> int | None:
+        """The batch size whose steps replay a CUDA graph, or None to train eagerly."""
+        cfg = self.config
+        if not cfg.cuda_graphs or self.device.type != "cuda":
+            return None
+        per_epoch = n_train // cfg.batch_size
+        size = cfg.batch_size if per_epoch else n_train
+        if cfg.epochs * max(per_epoch, 1) <= WARMUP_STEPS + 1:
+            return None  # too few steps for a capture to pay
+        return size
 
     @staticmethod
     def _member_losses(logits: Tensor, y: Tensor, weight: Tensor | None) -> Tensor:

@@ -230,7 +230,7 @@ def test_default_ensemble_learns_digits_at_28px() -> None:
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("formulation", ["auto", "vmap"])
+@pytest.mark.parametrize("formulation", FORMULATIONS)
 def test_cuda_matches_cpu(formulation: str) -> None:
     x, y = _digits()
     results = {}
@@ -249,3 +249,46 @@ def test_cuda_mixed_precision_trains() -> None:
     history = ensemble.fit(x[:300], y[:300])
     assert history.train_loss[0][-1] < history.train_loss[0][0]
     assert torch.isfinite(ensemble.predict_proba(x[:10])).all()
+
+
+def test_cuda_graphs_setting_changes_nothing_on_cpu() -> None:
+    x, y = _digits()
+    graphed = _small(cuda_graphs=True)
+    eager = _small(cuda_graphs=False)
+    history = graphed.fit(x[:150], y[:150])
+    eager.fit(x[:150], y[:150])
+    assert history.graph_replays == 0
+    torch.testing.assert_close(graphed.predict_proba(x[:40]), eager.predict_proba(x[:40]))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize(
+    ("n", "extra", "replays"),
+    [
+        # 150 = 2 full batches of 64 + 22: 2 x 3 epochs of full steps, 3 of them warm-up
+        (150, {}, 3),
+        (150, {"augment": True, "dropout": 0.2, "class_weighting": True}, 3),
+        # fewer labels than one batch: every step has the same size, all but 3 replayed
+        (20, {"epochs": 10}, 7),
+        # early stopping holds out 15 of 150: 135 = 2 full batches + 7
+        (150, {"early_stopping": True, "epochs": 4}, None),
+    ],
+)
+def test_cuda_graph_steps_equal_eager_steps(n: int, extra: dict, replays: int | None) -> None:
+    x, y = _digits()
+    results = {}
+    for graphs in (True, False):
+        settings = {"batch_size": 64, "epochs": 3, **extra}
+        ensemble = _small(device="cuda", formulation="grouped", cuda_graphs=graphs, **settings)
+        history = ensemble.fit(x[:n], y[:n])
+        if graphs:
+            assert history.graph_replays > 0
+            if replays is not None:
+                assert history.graph_replays == replays
+        else:
+            assert history.graph_replays == 0
+        results[graphs] = (ensemble.predict_proba(x[:60]), history.train_loss)
+    torch.testing.assert_close(results[True][0], results[False][0], atol=1e-4, rtol=1e-3)
+    for graphed, eager in zip(results[True][1], results[False][1], strict=True):
+        assert graphed == pytest.approx(eager, rel=1e-3, abs=1e-4)
