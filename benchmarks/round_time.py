@@ -1,6 +1,7 @@
 """Time one round on the demo through the real path: database, tensor cache, worker code.
 
     PYTHONPATH=. .venv/bin/python benchmarks/round_time.py [--labels 300] [--members 5]
+        [--rounds 1] [--more 10]
 
 Creates the demo project in a temporary folder (or --dir), labels --labels pool images with their
 gold labels through the public API, queues a round and runs it with the worker's `run_round`,
@@ -35,6 +36,10 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--threads", type=int, default=None, help="default: cores - 1")
     parser.add_argument("--dir", default=None, help="reuse a folder (the demo import is cached)")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="rounds in this process (a worker is long-lived)"
+    )
+    parser.add_argument("--more", type=int, default=10, help="labels added before each next round")
     args = parser.parse_args()
     threads = set_threads(args.threads)
     folder = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="round-time-"))
@@ -51,30 +56,35 @@ def main() -> int:
             ).all()
         )
     labeled = status.n_labeled
-    while labeled < args.labels:
-        task = project.next_task("bench")
-        project.submit(task.id, label=gold[task.sample_id], annotator="bench")
-        labeled += 1
-    queued = project.request_round(requested_by="benchmark")
-    round_id = claim_round(ws.engine, worker="benchmark")
-    assert round_id == queued.id
-    started = time.perf_counter()
-    status_text = run_round(ws.engine, round_id, data_dir=ws.data_dir, worker="benchmark")
-    wall = time.perf_counter() - started
-    info = next(r for r in project.rounds() if r.id == round_id)
-    timings = info.detail.get("timings", {})
-    print(
-        f"\nround {round_id}: {status_text}; {info.n_labels} labels, "
-        f"{project.status().n_unlabeled} pool images scored, M={args.members}, "
-        f"epochs run {info.detail.get('epochs_run')}, device {info.device}, {threads} thread(s)"
-    )
-    print("| phase | seconds |\n|---|---|")
-    for phase in ("loading", "training", "evaluating", "scoring", "saving", "total"):
-        if phase in timings:
-            print(f"| {phase} | {timings[phase]:.2f} |")
-    print(f"| wall (run_round) | {wall:.2f} |")
-    verdict = "meets" if wall < TARGET_S else "misses"
-    print(f"\n{verdict} the {TARGET_S:.0f} s target")
+    walls = []
+    for number in range(1, args.rounds + 1):
+        target = args.labels + (number - 1) * args.more
+        while labeled < target:
+            task = project.next_task("bench")
+            project.submit(task.id, label=gold[task.sample_id], annotator="bench")
+            labeled += 1
+        queued = project.request_round(requested_by="benchmark")
+        round_id = claim_round(ws.engine, worker="benchmark")
+        assert round_id == queued.id
+        started = time.perf_counter()
+        status_text = run_round(ws.engine, round_id, data_dir=ws.data_dir, worker="benchmark")
+        wall = time.perf_counter() - started
+        walls.append(wall)
+        info = next(r for r in project.rounds() if r.id == round_id)
+        timings = info.detail.get("timings", {})
+        print(
+            f"\nround {round_id} ({number} of {args.rounds} in this process): {status_text}; "
+            f"{info.n_labels} labels, {project.status().n_unlabeled} pool images scored, "
+            f"M={args.members}, epochs run {info.detail.get('epochs_run')}, "
+            f"device {info.device}, {threads} thread(s)"
+        )
+        print("| phase | seconds |\n|---|---|")
+        for phase in ("loading", "training", "evaluating", "scoring", "saving", "total"):
+            if phase in timings:
+                print(f"| {phase} | {timings[phase]:.2f} |")
+        print(f"| wall (run_round) | {wall:.2f} |")
+    verdict = "meets" if walls[0] < TARGET_S else "misses"
+    print(f"\n{verdict} the {TARGET_S:.0f} s target (first round of the process)")
     ws.close()
     return 0
 
