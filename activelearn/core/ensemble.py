@@ -19,7 +19,8 @@ Four formulations compute the same function (see benchmarks/ensemble_speed.py):
 on CPU it trains with "hybrid" and scores with "loop" (the batched dense head gains nothing
 at inference there and its stacking costs 4-6%; measured: benchmarks/README.md). The training
 step is joint in every formulation: one summed loss, one backward, one Adam step over the
-stacked parameters.
+stacked parameters. On CUDA, full-size steps are replayed from a captured CUDA graph
+(`train_step.py`; `cuda_graphs=False` turns it off): same kernels, a fraction of the launches.
 
 Architecture ("small_cnn.v1"): conv5x5/stride2(c1)-ReLU, conv3x3(c2)-maxpool2-ReLU,
 linear(hidden)-ReLU-dropout, linear(n_classes). The strided stem does the job of conv+pool at a
