@@ -18,6 +18,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from activelearn.core.devices import wide_float
+
 __all__ = [
     "SCORERS",
     "STRATEGIES",
@@ -33,12 +35,13 @@ __all__ = [
     "random_selection",
     "select",
     "top_k",
+    "uncertainty_summary",
     "variation_ratio",
 ]
 
 
 def _as_probs(probs: Tensor) -> Tensor:
-    """Validate and return probs as float64 (M, N, C)."""
+    """Validate and return probs as float64 (M, N, C) (float32 on MPS, which has no float64)."""
     if not isinstance(probs, Tensor):
         probs = torch.as_tensor(probs)
     if probs.ndim == 2:
@@ -49,7 +52,7 @@ def _as_probs(probs: Tensor) -> Tensor:
         raise ValueError(f"probs must be a floating tensor; got {probs.dtype}")
     if probs.shape[0] == 0 or probs.shape[2] == 0:
         raise ValueError(f"probs needs at least one member and one class; got {tuple(probs.shape)}")
-    return probs.to(torch.float64)
+    return probs.to(wide_float(probs.device))
 
 
 def _out_dtype(probs: Tensor) -> torch.dtype:
@@ -91,11 +94,39 @@ def predictive_variance(probs: Tensor) -> Tensor:
 
 def margin(probs: Tensor) -> Tensor:
     """1 - (top1 - top2) of the mean prediction, so a SMALL margin scores HIGH. Range [0, 1]."""
-    p = _as_probs(probs).mean(0)  # (N, C)
-    if p.shape[-1] < 2:
-        return torch.zeros(p.shape[0], dtype=_out_dtype(probs))
-    top2 = p.topk(2, dim=-1).values  # (N, 2)
-    return (1.0 - (top2[:, 0] - top2[:, 1])).clamp(0.0, 1.0).to(_out_dtype(probs))
+    return _margin_of_mean(_as_probs(probs).mean(0)).to(_out_dtype(probs))
+
+
+def _margin_of_mean(mean: Tensor) -> Tensor:
+    if mean.shape[-1] < 2:
+        return torch.zeros(mean.shape[0], dtype=mean.dtype, device=mean.device)
+    top2 = mean.topk(2, dim=-1).values  # (N, 2)
+    return (1.0 - (top2[:, 0] - top2[:, 1])).clamp(0.0, 1.0)
+
+
+def uncertainty_summary(probs: Tensor) -> dict[str, Tensor]:
+    """Every per-sample figure a round stores, from one pass over (M, N, C) `probs`.
+
+    The mean prediction and the entropies are computed once (the separate scorers would each
+    redo them). Returns (N,) tensors on probs' device, in float64 (float32 on MPS):
+    mutual_information, predictive_entropy, expected_entropy, variance, margin, confidence;
+    predicted_class (long); and mean_probs (N, C).
+    """
+    p = _as_probs(probs)
+    mean = p.mean(0)  # (N, C)
+    total = _entropy(mean)
+    aleatoric = _entropy(p).mean(0)
+    confidence, predicted = mean.max(-1)
+    return {
+        "mutual_information": (total - aleatoric).clamp_min(0.0),
+        "predictive_entropy": total.clamp_min(0.0),
+        "expected_entropy": aleatoric.clamp_min(0.0),
+        "variance": p.var(0, unbiased=False).mean(-1),
+        "margin": _margin_of_mean(mean),
+        "confidence": confidence,
+        "predicted_class": predicted,
+        "mean_probs": mean,
+    }
 
 
 def least_confidence(probs: Tensor) -> Tensor:

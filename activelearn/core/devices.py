@@ -36,3 +36,8 @@ def resolve_device(name: str) -> torch.device:
             raise ValueError("device 'mps' was requested but MPS is not available here")
         return torch.device("mps")
     raise ValueError(f"unknown device {name!r}; known: {', '.join(DEVICE_NAMES)}")
+
+
+def wide_float(device: torch.device) -> torch.dtype:
+    """The dtype for sums and entropy differences: float64, except on MPS, which has none."""
+    return torch.float32 if device.type == "mps" else torch.float64

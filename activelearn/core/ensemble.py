@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from activelearn.core.devices import DEVICE_NAMES, resolve_device
+from activelearn.core.devices import DEVICE_NAMES, resolve_device, wide_float
 from activelearn.core.train_step import WARMUP_STEPS, StepRunner
 
 __all__ = [
@@ -73,11 +73,6 @@ def member_seed(seed: int, member: int) -> int:
     """The seed of member `member` of an ensemble seeded with `seed` (63-bit, via SeedSequence)."""
     state = np.random.SeedSequence(seed, spawn_key=(member,)).generate_state(2, np.uint32)
     return int((int(state[0]) << 31) ^ int(state[1])) & (2**63 - 1)
-
-
-def _accumulator_dtype(device: torch.device) -> torch.dtype:
-    """float64 for running sums, except on MPS, which has no float64."""
-    return torch.float32 if device.type == "mps" else torch.float64
 
 
 def _generator(seed: int, stream: int) -> torch.Generator:
@@ -383,10 +378,6 @@ class Ensemble:
         """Stacked parameters, each (M, ...), as CPU copies."""
         return {k: v.detach().cpu().clone() for k, v in self._params.items()}
 
-    def member_state_dict(self, member: int) -> dict[str, Tensor]:
-        """The parameters of one member (CPU copies)."""
-        return {k: v[member].detach().cpu().clone() for k, v in self._params.items()}
-
     # --- inputs -----------------------------------------------------------------------------
 
     def _prepare(self, x: Tensor | np.ndarray) -> Tensor:
@@ -521,7 +512,7 @@ class Ensemble:
                 perms_dev = perms.to(self.device)  # one copy per epoch, not one per step
                 # Summed on the device: reading a loss back every step would make a GPU wait for
                 # each step to finish; it is read only when progress is reported.
-                running = torch.zeros(m, dtype=_accumulator_dtype(self.device), device=self.device)
+                running = torch.zeros(m, dtype=wide_float(self.device), device=self.device)
                 seen = 0
                 for step in range(steps):
                     idx_dev = perms_dev[:, step * cfg.batch_size : (step + 1) * cfg.batch_size]
@@ -544,10 +535,10 @@ class Ensemble:
                     seen += b
                     done = step + 1
                     if progress is not None and (done % cfg.progress_every == 0 or done == steps):
-                        mean_loss = tuple((running.double().cpu() / seen).tolist())
+                        mean_loss = tuple((running.cpu().double() / seen).tolist())
                         progress(FitProgress(epoch, cfg.epochs, done, steps, mean_loss))
                 epochs_run = epoch
-                for i, v in enumerate((running.double().cpu() / seen).tolist()):
+                for i, v in enumerate((running.cpu().double() / seen).tolist()):
                     train_loss[i].append(v)
                 if n_val and val_loss is not None and best_params is not None:
                     vl = self._eval_loss(params, x_val, y_val, weight)  # (M,)

@@ -17,8 +17,10 @@ __all__ = [
     "accuracy",
     "auroc",
     "brier",
+    "brier_per_sample",
     "expected_calibration_error",
     "nll",
+    "nll_per_sample",
     "risk_coverage",
     "standard_error",
 ]
@@ -50,15 +52,25 @@ def accuracy(probs: Tensor, y: Tensor) -> float:
 
 def nll(probs: Tensor, y: Tensor) -> float:
     """Mean negative log-likelihood of the labels (nats), probabilities floored at 1e-12."""
+    return float(nll_per_sample(probs, y).mean())
+
+
+def nll_per_sample(probs: Tensor, y: Tensor) -> Tensor:
+    """Each sample's negative log-likelihood (N,) in float64; see `nll`."""
     p, y = _check(probs, y)
-    return float(-torch.log(p.gather(1, y[:, None]).clamp_min(_LOG_FLOOR)).mean())
+    return -torch.log(p.gather(1, y[:, None]).squeeze(1).clamp_min(_LOG_FLOOR))
 
 
 def brier(probs: Tensor, y: Tensor) -> float:
     """Multi-class Brier score: mean over samples of Σ_c (p_c - 1[y=c])², in [0, 2]."""
+    return float(brier_per_sample(probs, y).mean())
+
+
+def brier_per_sample(probs: Tensor, y: Tensor) -> Tensor:
+    """Each sample's Σ_c (p_c - 1[y=c])² (N,) in float64; see `brier`."""
     p, y = _check(probs, y)
     onehot = torch.nn.functional.one_hot(y, p.shape[1]).to(torch.float64)
-    return float(((p - onehot) ** 2).sum(-1).mean())
+    return ((p - onehot) ** 2).sum(-1)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -39,6 +39,12 @@ class PoolScores:
         return int(self.confidence.shape[0])
 
 
+# The float (N,) fields of PoolScores, in declaration order.
+_FLOAT_FIELDS: tuple[str, ...] = tuple(
+    f.name for f in fields(PoolScores) if f.name != "predicted_class"
+)
+
+
 def score_pool(
     ensemble: Ensemble,
     x: Tensor | np.ndarray | ChunkSource,
@@ -71,17 +77,7 @@ def score_pool(
         def fetch(start: int, stop: int) -> Tensor | np.ndarray:
             return data[start:stop]
 
-    out = {
-        name: torch.empty(total, dtype=torch.float32)
-        for name in (
-            "mutual_information",
-            "predictive_entropy",
-            "expected_entropy",
-            "variance",
-            "margin",
-            "confidence",
-        )
-    }
+    out = {name: torch.empty(total, dtype=torch.float32) for name in _FLOAT_FIELDS}
     predicted = torch.empty(total, dtype=torch.long)
     with torch.inference_mode():
         for start in range(0, total, chunk_size):
@@ -94,25 +90,12 @@ def score_pool(
                     f"chunk [{start}, {stop}) has {chunk.shape[0]} samples, expected {stop - start}"
                 )
             probs = torch.softmax(ensemble.logits_chunk(chunk), dim=-1)  # (M, b, C) on device
-            mean = probs.mean(0)  # (b, C)
-            entropy_of_mean = _entropy(mean)
-            mean_entropy = _entropy(probs).mean(0)
-            out["predictive_entropy"][start:stop] = entropy_of_mean.cpu()
-            out["expected_entropy"][start:stop] = mean_entropy.cpu()
-            out["mutual_information"][start:stop] = (
-                (entropy_of_mean - mean_entropy).clamp_min(0.0).cpu()
-            )
-            out["variance"][start:stop] = probs.var(0, unbiased=False).mean(-1).cpu()
-            out["margin"][start:stop] = acquisition.margin(mean).float()
-            confidence, predicted_class = mean.max(-1)
-            out["confidence"][start:stop] = confidence.cpu()
-            predicted[start:stop] = predicted_class.cpu()
+            summary = acquisition.uncertainty_summary(probs)
+            # One device-to-host copy per chunk rather than one per field.
+            rows = torch.stack([summary[name] for name in _FLOAT_FIELDS]).float().cpu()
+            for name, row in zip(_FLOAT_FIELDS, rows, strict=True):
+                out[name][start:stop] = row
+            predicted[start:stop] = summary["predicted_class"].cpu()
             if progress is not None:
                 progress(stop, total)
     return PoolScores(predicted_class=predicted, **out)
-
-
-def _entropy(p: Tensor) -> Tensor:
-    """Entropy in nats over the last axis, in float64 for the MI difference; 0 log 0 = 0."""
-    p = p.to(torch.float64) if p.device.type != "mps" else p
-    return -torch.special.xlogy(p, p).sum(-1)

@@ -170,9 +170,8 @@ def evaluate_probs(
     n, c = p.shape
     confidence, predicted = p.max(-1)  # (N,), (N,)
     correct = (predicted == y).to(torch.float64)  # (N,)
-    per_sample_nll = -torch.log(p.gather(1, y[:, None]).squeeze(1).clamp_min(1e-12))  # (N,)
-    one_hot = torch.nn.functional.one_hot(y, c).to(torch.float64)
-    per_sample_brier = ((p - one_hot) ** 2).sum(-1)  # (N,)
+    per_sample_nll = metrics.nll_per_sample(p, y)  # (N,)
+    per_sample_brier = metrics.brier_per_sample(p, y)  # (N,)
     ece, bins = metrics.expected_calibration_error(p, y, n_bins=RELIABILITY_BINS)
     accuracy = metrics.accuracy(p, y)
     details: dict[str, Any] = {}
@@ -202,9 +201,9 @@ def evaluate_probs(
         n_eval=n,
         accuracy=accuracy,
         accuracy_se=math.sqrt(accuracy * (1.0 - accuracy) / n),
-        nll=metrics.nll(p, y),
+        nll=float(per_sample_nll.mean()),
         nll_se=_se(per_sample_nll),
-        brier=metrics.brier(p, y),
+        brier=float(per_sample_brier.mean()),
         brier_se=_se(per_sample_brier),
         ece=ece,
         details=details,
@@ -228,10 +227,10 @@ def score_pool_probs(
     strategies rank by their score; "random" by a uniform draw; batch strategies put their
     selected batch (in selection order) above everything and rank the rest by BALD.
     """
-    _members, n, c = probs.shape
+    _members, n, _c = probs.shape
     mask = torch.ones(n, dtype=torch.bool) if rankable is None else rankable.to(torch.bool)
-    mean = probs.to(torch.float64).mean(0)  # (N, C)
-    mi = acquisition.mutual_information(probs).to(torch.float64)
+    summary = acquisition.uncertainty_summary(probs)  # float64, (N,) each
+    mi = summary["mutual_information"]
     priority = torch.full((n,), LABELED_PRIORITY, dtype=torch.float64)
     positions = torch.nonzero(mask).flatten()  # (R,) indices of rankable samples
     if len(positions) > 0:
@@ -255,17 +254,15 @@ def score_pool_probs(
     if len(positions) > 0:
         order = torch.sort(priority[positions], descending=True, stable=True).indices
         rank[positions[order]] = torch.arange(1, len(positions) + 1)
-    top2 = mean.topk(min(2, c), dim=-1).values  # (N, 2)
-    gap = top2[:, 0] - top2[:, 1] if c > 1 else torch.ones(n, dtype=torch.float64)
     return PoolScoreTable(
         mutual_information=mi,
-        predictive_entropy=acquisition.predictive_entropy(probs).to(torch.float64),
-        expected_entropy=acquisition.expected_entropy(probs).to(torch.float64),
-        variance=acquisition.predictive_variance(probs).to(torch.float64),
-        margin=(1.0 - gap).clamp(0.0, 1.0),
-        predicted_class=mean.argmax(-1),
-        confidence=mean.max(-1).values,
-        mean_probs=mean,
+        predictive_entropy=summary["predictive_entropy"],
+        expected_entropy=summary["expected_entropy"],
+        variance=summary["variance"],
+        margin=summary["margin"],
+        predicted_class=summary["predicted_class"],
+        confidence=summary["confidence"],
+        mean_probs=summary["mean_probs"],
         member_predictions=probs.argmax(-1),
         priority=priority,
         rank=rank,
