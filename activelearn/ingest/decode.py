@@ -209,6 +209,12 @@ def _fit_square(image: Image.Image, size: int) -> Image.Image:
     return canvas
 
 
+def displayable(image: Image.Image) -> Image.Image:
+    """The image as a person should see it, converted the way the model's input is: EXIF
+    orientation applied, 8-bit L or RGB, 16-bit scaled, transparency over black."""
+    return Image.fromarray(_to_eight_bit(_upright(image)))
+
+
 def _upright(image: Image.Image) -> Image.Image:
     """The image turned as its EXIF orientation says; the same object when nothing was done."""
     if _orientation(image) == 1:

@@ -12,6 +12,7 @@ import streamlit as st
 from PIL import Image, UnidentifiedImageError
 
 from activelearn import ActivelearnError, Project, ProjectStatus, RoundInfo, Task, Workspace
+from activelearn.ingest.decode import displayable
 from activelearn.ui import state
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~:$>])")
@@ -50,18 +51,22 @@ def show_error(error: Exception) -> None:
 
 @lru_cache(maxsize=2048)
 def upscaled_png(path: str, target: int) -> bytes:
-    """The image as PNG bytes, enlarged by a whole factor with nearest-neighbour (no blur).
+    """The image as PNG bytes about `target` pixels on its longer side: small images enlarged by
+    a whole factor with nearest-neighbour (no blur), large ones shrunk (so a 40-megapixel photo
+    is never sent to the browser whole). Shown as the model sees it: upright, 8-bit.
 
     Raises OSError with a plain message when the file is gone or not an image.
     """
     try:
         with Image.open(path) as image:
-            image.load()
-            picture = image.convert("RGB") if image.mode not in ("L", "RGB") else image.copy()
+            image.draft(None, (target, target))  # JPEG: decode at a reduced scale when large
+            picture = displayable(image)
     except FileNotFoundError as error:
         raise OSError(f"the image file is missing: {path}") from error
-    except (UnidentifiedImageError, OSError) as error:
+    except (UnidentifiedImageError, OSError, ValueError) as error:
         raise OSError(f"the file is not a readable image: {path}") from error
+    if max(picture.size) > target:
+        picture.thumbnail((target, target), Image.Resampling.LANCZOS)
     factor = max(1, target // max(picture.size))
     if factor > 1:
         picture = picture.resize(
@@ -72,9 +77,8 @@ def upscaled_png(path: str, target: int) -> bytes:
     return buffer.getvalue()
 
 
-@lru_cache(maxsize=2048)
 def png_data_uri(path: str, target: int) -> str:
-    """The upscaled image inline as a data URI: raises OSError like upscaled_png."""
+    """The image inline as a data URI: raises OSError like upscaled_png (which caches)."""
     return "data:image/png;base64," + base64.b64encode(upscaled_png(path, target)).decode("ascii")
 
 
