@@ -16,9 +16,9 @@ def after_label(project: Project) -> RoundInfo | None:
     """Called after every stored label; returns the round it queued, if it queued one.
 
     It runs on the labeling path, so it is one read transaction of indexed queries unless a
-    round is due. It only queues: the app starts a background worker for a queued round
-    (ui.state.kick_worker_if_queued); API users run `activelearn worker` or call
-    rounds.ensure_worker. A failure here never fails the label, which is already committed.
+    round is due. It only queues (Project.submit returns the round): the app starts a
+    background worker for it (ui.state.kick_worker); API users run `activelearn worker` or
+    call rounds.ensure_worker. A failure here never fails the label, which is already committed.
     """
     from activelearn.services import rounds
 

@@ -420,9 +420,12 @@ class Project:
             raise UnknownTask(f"no task {task_id} in project {self.name!r}")
         return entry
 
-    def submit(self, task_id: int, label: str, annotator: str) -> None:
+    def submit(self, task_id: int, label: str, annotator: str) -> RoundInfo | None:
         """Store a label for a served task. Submitting the same task twice stores one label;
-        a different label for the same task replaces the first (history kept)."""
+        a different label for the same task replaces the first (history kept).
+
+        Returns the round this label queued through the automatic trigger, if it queued one.
+        """
 
         def work(session: Session) -> None:
             name = self._check_annotator(session, annotator)
@@ -449,13 +452,13 @@ class Project:
             queries.release_task(session, entry.id, outcome="labeled", now=now)
 
         with_write_retry(self.engine, work)
-        self._after_label()
+        return self._after_label()
 
-    def _after_label(self) -> None:
+    def _after_label(self) -> RoundInfo | None:
         """Hook for automatic retraining (see activelearn.services.rounds)."""
         from activelearn.services import triggers
 
-        triggers.after_label(self)
+        return triggers.after_label(self)
 
     def skip(self, task_id: int, annotator: str) -> None:
         """Give the task back; the sample goes behind the unskipped ones in the queue."""

@@ -12,7 +12,9 @@ import streamlit as st
 from PIL import Image, UnidentifiedImageError
 
 from activelearn import ActivelearnError, Project, ProjectStatus, RoundInfo, Task, Workspace
+from activelearn.errors import InvalidAnnotator
 from activelearn.ingest.decode import displayable
+from activelearn.services.workspace import validate_annotator
 from activelearn.ui import state
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~:$>])")
@@ -232,10 +234,12 @@ def require_annotator() -> str:
         )
         submitted = st.form_submit_button("Start labeling", key="annotator_start", type="primary")
     if submitted:
-        if typed.strip() and not re.search(r"[\x00-\x1f]", typed):
-            state.set_annotator(typed)
+        try:
+            state.set_annotator(validate_annotator(typed))
+        except InvalidAnnotator:
+            st.error("Please type a name (printable characters only).")
+        else:
             st.rerun()
-        st.error("Please type a name (printable characters only).")
     st.stop()
     raise AssertionError("unreachable")  # st.stop() raises; this keeps the type checker honest
 

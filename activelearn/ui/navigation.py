@@ -10,8 +10,8 @@ PAGES_DIR = Path(__file__).parent / "app_pages"
 
 
 def pages() -> list[st.Page]:
-    """Label (the default), grid, dashboard (when its module exists yet) and project setup."""
-    listed = [
+    """Label (the default), grid, dashboard and project setup."""
+    return [
         st.Page(
             PAGES_DIR / "label.py",
             title="Label",
@@ -20,20 +20,16 @@ def pages() -> list[st.Page]:
             default=True,
         ),
         st.Page(PAGES_DIR / "grid.py", title="Grid", icon=":material/grid_view:", url_path="grid"),
-    ]
-    dashboard = PAGES_DIR / "dashboard.py"
-    if dashboard.exists():
-        listed.append(
-            st.Page(
-                dashboard, title="Dashboard", icon=":material/monitoring:", url_path="dashboard"
-            )
-        )
-    listed.append(
+        st.Page(
+            PAGES_DIR / "dashboard.py",
+            title="Dashboard",
+            icon=":material/monitoring:",
+            url_path="dashboard",
+        ),
         st.Page(
             PAGES_DIR / "setup.py",
             title="Project setup",
             icon=":material/settings:",
             url_path="setup",
-        )
-    )
-    return listed
+        ),
+    ]

@@ -153,6 +153,7 @@ def test_eight_annotator_processes_label_while_a_round_trains(
                     stderr=subprocess.PIPE,
                 )
             )
+
         def ready() -> bool:
             for child, out in zip(children, outputs, strict=True):
                 if child.poll() is not None:

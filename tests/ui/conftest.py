@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,11 +48,6 @@ def project(app_env: Workspace) -> Project:
 
 def new_app() -> AppTest:
     return AppTest.from_file(APP, default_timeout=TIMEOUT_S)
-
-
-@pytest.fixture
-def app() -> Callable[[], AppTest]:
-    return new_app
 
 
 def signed_in(name: str = "ana", page: str | None = None) -> AppTest:

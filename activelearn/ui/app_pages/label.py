@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timezone
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 from activelearn import ActivelearnError, LabelRecord, NothingToUndo, Project, Task
+from activelearn.services.workspace import utcnow
 from activelearn.ui import components, state
 
 TASK_KEY = state.LABEL_TASK_KEY
@@ -41,10 +41,6 @@ def shortcut_keys(classes: list[str]) -> list[str | None]:
 # ------------------------------------------------------------------ the current task
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
-
-
 def current_task(project: Project, annotator: str) -> Task | None:
     """The task on screen, leasing the next one when there is none (or its lease ran out).
 
@@ -54,7 +50,7 @@ def current_task(project: Project, annotator: str) -> Task | None:
     held = st.session_state.get(TASK_KEY)
     if held is not None and held[0] == project.id and held[1] == annotator:
         task = held[2]
-        if task is not None and task.expires_at > _now():
+        if task is not None and task.expires_at > utcnow():
             return task
     task = project.next_task(annotator)
     st.session_state[TASK_KEY] = (project.id, annotator, task)
@@ -71,12 +67,12 @@ def _flash(kind: str, text: str) -> None:
 
 def on_label(project: Project, annotator: str, task_id: int, label: str) -> None:
     try:
-        project.submit(task_id, label=label, annotator=annotator)
+        queued = project.submit(task_id, label=label, annotator=annotator)
     except ActivelearnError as error:
         _flash("error", str(error))
     else:
-        # This label may have queued an automatic round: a worker must be there to run it.
-        problem = state.kick_worker_if_queued(project)
+        # This label queued an automatic round: a worker must be there to run it.
+        problem = state.kick_worker(project.workspace) if queued is not None else None
         if problem is not None:
             _flash("error", problem)
     _forget_task()
