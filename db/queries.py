@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, delete, exists, func, insert, select, update
+from sqlalchemy import Select, case, delete, exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from db.models import (
@@ -374,7 +374,11 @@ def supersede(session: Session, annotation_id: int, now: datetime) -> None:
 def refresh_sample_label(
     session: Session, sample_id: int, *, make_eval: bool = False
 ) -> str | None:
-    """Recompute a sample's current label from its live annotations (the newest wins)."""
+    """Recompute a sample's current label from its live annotations (the newest wins).
+
+    `make_eval` moves a labeled audit sample to the evaluation split; a sample left with no
+    live label leaves the evaluation split again (back to the pool, where it can be served).
+    """
     label = session.scalar(
         select(Annotation.label)
         .where(Annotation.sample_id == sample_id, Annotation.superseded.is_(False))
@@ -384,12 +388,10 @@ def refresh_sample_label(
     values: dict[str, Any] = {"label": label, "status": "labeled" if label is not None else "open"}
     if make_eval:
         values["split"] = "eval"
+    elif label is None:
+        values["split"] = case((Sample.split == "eval", "pool"), else_=Sample.split)
     session.execute(update(Sample).where(Sample.id == sample_id).values(**values))
     return label
-
-
-def set_split(session: Session, sample_id: int, split: str) -> None:
-    session.execute(update(Sample).where(Sample.id == sample_id).values(split=split))
 
 
 def last_live_annotation(session: Session, project_id: int, annotator: str) -> Annotation | None:

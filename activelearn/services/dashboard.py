@@ -860,8 +860,6 @@ def send_back_for_review(project: Project, sample_id: int, *, by: str) -> int:
             raise UnknownTask(f"no sample {sample_id} in project {project.name!r}")
         withdrawn = dash_queries.supersede_live_annotations(session, sample.id, utcnow())
         queries.refresh_sample_label(session, sample.id)
-        if sample.split == "eval":
-            queries.set_split(session, sample.id, "pool")
         return withdrawn
 
     withdrawn = with_write_retry(project.engine, work)

@@ -494,11 +494,9 @@ class Project:
                 raise NothingToUndo(f"{name} has no label to undo in project {self.name!r}")
             now = utcnow()
             queries.supersede(session, last.id, now)
-            label = queries.refresh_sample_label(session, last.sample_id)
+            queries.refresh_sample_label(session, last.sample_id)
             original = queries.get_task(session, last.task_id) if last.task_id else None
             strategy = original.strategy if original is not None else "undo"
-            if label is None and strategy == "audit":
-                queries.set_split(session, last.sample_id, "pool")
             held = queries.current_lease(session, self.id, name, now)
             if held is not None:
                 queries.release_task(session, held.task_id, outcome="released", now=now)

@@ -21,7 +21,7 @@ from activelearn import (
     Workspace,
 )
 from db.engine import read_session, write_session
-from db.models import AcquisitionEntry, Annotation, Lease
+from db.models import AcquisitionEntry, Annotation, Lease, Sample
 from tests.conftest import write_images
 
 
@@ -148,6 +148,27 @@ def test_undo_keeps_history_and_brings_sample_back(workspace: Workspace, tmp_pat
     with read_session(workspace.engine) as session:
         history = session.scalars(select(Annotation).order_by(Annotation.id)).all()
         assert [(r.label, r.superseded) for r in history] == [("cat", True), ("dog", False)]
+
+
+def test_an_audit_sample_left_without_a_label_goes_back_to_the_pool(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    p = _project(workspace, tmp_path, n=40)
+    p.update_settings(audit_share=0.9)
+    task = p.next_task(annotator="ana")
+    while task is not None and task.strategy != "audit":
+        p.skip(task.id, annotator="ana")
+        task = p.next_task(annotator="ana")
+    assert task is not None and task.strategy == "audit"
+    p.submit(task.id, label="cat", annotator="ana")
+    assert p.status().n_eval == 1
+    p.relabel(task.sample_id, "dog", annotator="ana")
+    p.undo(annotator="ana")  # withdraws "dog"; "cat" was superseded by the relabel
+    assert p.labels().empty
+    with read_session(workspace.engine) as session:
+        sample = session.get(Sample, task.sample_id)
+        assert sample is not None and (sample.split, sample.status) == ("pool", "open")
+    assert p.status().n_eval == 0
 
 
 def test_relabel_and_recent_labels(workspace: Workspace, tmp_path: Path) -> None:
