@@ -101,11 +101,12 @@ def cmd_train(args: argparse.Namespace) -> int:
                 print("no worker is running: start one with `activelearn worker`")
             return 0
         if info.status == "queued" and not rounds.worker_alive(ws):
-            # No worker: run the claimed round right here (the same code path as a worker).
+            # No worker: run this round right here (the same code path as a worker); only
+            # this one, not another project's older queued round.
             from activelearn.worker import WorkerConfig, run_worker, set_threads
 
             set_threads(None)
-            run_worker(WorkerConfig(url=ws.url, data_dir=ws.data_dir, once=True))
+            run_worker(WorkerConfig(url=ws.url, data_dir=ws.data_dir, once=True, round_id=info.id))
         last: list[str] = []
 
         def show(update: Any) -> None:

@@ -85,13 +85,14 @@ def discard_outputs(engine: Engine, round_ids: list[int], *, data_dir: Path | No
                 shutil.rmtree(folder, ignore_errors=True)
 
 
-def claim_round(engine: Engine, *, worker: str) -> int | None:
+def claim_round(engine: Engine, *, worker: str, round_id: int | None = None) -> int | None:
     from activelearn.services.workspace import utcnow
     from db import rounds as round_queries
     from db.engine import with_write_retry
 
     return with_write_retry(
-        engine, lambda s: round_queries.claim_next_round(s, worker=worker, now=utcnow())
+        engine,
+        lambda s: round_queries.claim_next_round(s, worker=worker, now=utcnow(), round_id=round_id),
     )
 
 
@@ -105,6 +106,7 @@ class WorkerConfig:
     heartbeat_timeout_s: float = DEFAULT_HEARTBEAT_TIMEOUT_S
     idle_exit_s: float | None = None  # exit after this long with nothing to do
     device: str = "auto"
+    round_id: int | None = None  # claim only this round (`activelearn train --wait`)
 
 
 def run_worker(config: WorkerConfig) -> int:
@@ -125,7 +127,7 @@ def run_worker(config: WorkerConfig) -> int:
                 timeout_s=config.heartbeat_timeout_s,
                 data_dir=workspace.data_dir,
             )
-            round_id = claim_round(workspace.engine, worker=name)
+            round_id = claim_round(workspace.engine, worker=name, round_id=config.round_id)
             if round_id is None:
                 if config.once:
                     return ran

@@ -85,20 +85,20 @@ def request_cancel(session: Session, round_id: int, now: datetime) -> None:
 # ---------------------------------------------------------------- the worker's side
 
 
-def claim_next_round(session: Session, *, worker: str, now: datetime) -> int | None:
-    """Mark the oldest queued round running for `worker`; its id, or None when none is queued.
+def claim_next_round(
+    session: Session, *, worker: str, now: datetime, round_id: int | None = None
+) -> int | None:
+    """Mark the oldest queued round (or round `round_id`, if queued) running for `worker`; its
+    id, or None when none is queued.
 
     One UPDATE whose WHERE re-checks status='queued': two workers racing for the same row both
     run the statement, but only the first changes it (SQLite serialises writers through BEGIN
     IMMEDIATE; PostgreSQL re-evaluates the WHERE on the locked row), so the loser gets no row.
     """
-    oldest = (
-        select(Round.id)
-        .where(Round.status == "queued")
-        .order_by(Round.id)
-        .limit(1)
-        .scalar_subquery()
-    )
+    queued = select(Round.id).where(Round.status == "queued")
+    if round_id is not None:
+        queued = queued.where(Round.id == round_id)
+    oldest = queued.order_by(Round.id).limit(1).scalar_subquery()
     claimed = session.execute(
         update(Round)
         .where(Round.id == oldest, Round.status == "queued")

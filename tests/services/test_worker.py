@@ -221,6 +221,22 @@ def test_cli_train_wait_runs_the_round_when_no_worker_is_running(
     assert project.active_round().status == "queued"
 
 
+def test_cli_train_wait_runs_its_own_round_not_an_older_one_of_another_project(
+    sqlite_workspace: Workspace, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    from activelearn.cli import main
+
+    ws = sqlite_workspace
+    other = make_project(ws, tmp_path / "other", name="other")
+    older = other.request_round()  # queued first, never picked up by a worker
+    project = make_project(ws, tmp_path / "images")
+    argv = ["--db", ws.url, "--data-dir", str(ws.data_dir), "--project", project.name]
+    assert main(["train", *argv, "--wait", "--timeout", "120"]) == 0
+    assert "succeeded on 12 labels" in capsys.readouterr().out
+    assert project.rounds()[-1].status == "succeeded"
+    assert round_row(ws, older.id).status == "queued"
+
+
 def test_request_round_fails_a_stale_running_round_instead_of_returning_it(
     sqlite_workspace: Workspace, tmp_path: Path
 ):
