@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shutil
 import signal
 import socket
 import sys
@@ -18,7 +17,6 @@ import time
 from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 
@@ -40,49 +38,6 @@ def stale_message(timeout_s: float) -> str:
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def reap_stale_rounds(
-    engine: Engine,
-    *,
-    timeout_s: float = DEFAULT_HEARTBEAT_TIMEOUT_S,
-    data_dir: Path | None = None,
-) -> list[int]:
-    """Mark running rounds whose worker stopped heartbeating as failed; their ids.
-
-    What they wrote (scores, metrics, a half-saved checkpoint under data_dir) is removed.
-    """
-    from activelearn.services.workspace import utcnow
-    from db import rounds as round_queries
-    from db.engine import with_write_retry
-
-    def work(session: object) -> list[int]:
-        now = utcnow()
-        return round_queries.reap_stale_rounds(
-            session,  # type: ignore[arg-type]
-            older_than=now - timedelta(seconds=timeout_s),
-            now=now,
-            error=stale_message(timeout_s),
-        )
-
-    reaped = with_write_retry(engine, work)
-    for round_id in reaped:
-        log.warning("round %s failed: %s", round_id, stale_message(timeout_s))
-    discard_outputs(engine, reaped, data_dir=data_dir)
-    return reaped
-
-
-def discard_outputs(engine: Engine, round_ids: list[int], *, data_dir: Path | None) -> None:
-    """Delete what dead rounds wrote; they are never served, so it is only clutter."""
-    from db import rounds as round_queries
-    from db.engine import with_write_retry
-
-    for round_id in round_ids:
-        with_write_retry(engine, lambda s, r=round_id: round_queries.delete_round_outputs(s, r))
-        if data_dir is not None:
-            # Round ids are unique across projects; the folder is checkpoints/project-P/round-R.
-            for folder in (Path(data_dir) / "checkpoints").glob(f"project-*/round-{round_id}"):
-                shutil.rmtree(folder, ignore_errors=True)
 
 
 def claim_round(engine: Engine, *, worker: str, round_id: int | None = None) -> int | None:
@@ -111,6 +66,7 @@ class WorkerConfig:
 
 def run_worker(config: WorkerConfig) -> int:
     """The worker loop; returns the number of rounds it ran."""
+    from activelearn.services.rounds import reap_stale_rounds
     from activelearn.services.training import run_round
     from activelearn.services.workspace import Workspace
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -12,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -25,6 +28,8 @@ from db.models import Round
 
 if TYPE_CHECKING:
     from activelearn.services.workspace import Project, Workspace
+
+log = logging.getLogger("activelearn.worker")
 
 
 def round_info(row: Round) -> RoundInfo:
@@ -58,20 +63,15 @@ def request_round(
     worker is running to reap it.
     """
     from activelearn.services.workspace import utcnow
-    from activelearn.worker import DEFAULT_HEARTBEAT_TIMEOUT_S, discard_outputs, stale_message
 
-    timeout = DEFAULT_HEARTBEAT_TIMEOUT_S if stale_after_s is None else stale_after_s
-    reaped: list[int] = []
+    reap_stale_rounds(
+        project.engine,
+        timeout_s=stale_after_s,
+        data_dir=project.workspace.data_dir,
+        project_id=project.id,
+    )
 
     def work(session: Session) -> RoundInfo:
-        now = utcnow()
-        reaped[:] = round_queries.reap_stale_rounds(
-            session,
-            older_than=now - timedelta(seconds=timeout),
-            now=now,
-            error=stale_message(timeout),
-            project_id=project.id,
-        )
         active = round_queries.active_round(session, project.id)
         if active is not None:
             return round_info(active)
@@ -92,15 +92,56 @@ def request_round(
         return round_info(created)
 
     try:
-        info = with_write_retry(project.engine, work)
+        return with_write_retry(project.engine, work)
     except IntegrityError:
-        # The one-active-round index caught a concurrent request (this transaction, reaping
-        # included, rolled back): return the winner.
+        # The one-active-round index caught a concurrent request: return the winner.
         active = active_round(project)
         assert active is not None
         return active
-    discard_outputs(project.engine, reaped, data_dir=project.workspace.data_dir)
-    return info
+
+
+def reap_stale_rounds(
+    engine: Engine,
+    *,
+    timeout_s: float | None = None,
+    data_dir: Path | None = None,
+    project_id: int | None = None,
+) -> list[int]:
+    """Mark running rounds (of one project, or all) whose worker stopped heartbeating for
+    timeout_s (default: the worker's) as failed; their ids.
+
+    What they wrote (scores, metrics, a half-saved checkpoint under data_dir) is removed.
+    """
+    from activelearn.services.workspace import utcnow
+    from activelearn.worker import DEFAULT_HEARTBEAT_TIMEOUT_S, stale_message
+
+    timeout = DEFAULT_HEARTBEAT_TIMEOUT_S if timeout_s is None else timeout_s
+
+    def work(session: Session) -> list[int]:
+        now = utcnow()
+        return round_queries.reap_stale_rounds(
+            session,
+            older_than=now - timedelta(seconds=timeout),
+            now=now,
+            error=stale_message(timeout),
+            project_id=project_id,
+        )
+
+    reaped = with_write_retry(engine, work)
+    for round_id in reaped:
+        log.warning("round %s failed: %s", round_id, stale_message(timeout))
+    discard_outputs(engine, reaped, data_dir=data_dir)
+    return reaped
+
+
+def discard_outputs(engine: Engine, round_ids: list[int], *, data_dir: Path | None) -> None:
+    """Delete what dead rounds wrote; they are never served, so it is only clutter."""
+    for round_id in round_ids:
+        with_write_retry(engine, lambda s, r=round_id: round_queries.delete_round_outputs(s, r))
+        if data_dir is not None:
+            # Round ids are unique across projects; the folder is checkpoints/project-P/round-R.
+            for folder in (Path(data_dir) / "checkpoints").glob(f"project-*/round-{round_id}"):
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def cancel_round(project: Project, round_id: int | None = None) -> RoundInfo | None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -728,18 +727,18 @@ def _run_round(
         monitor.stop()
         log.info("round %s cancelled", round_id)
         _finish_unsuccessful(engine, round_id, worker, "cancelled", "cancelled by request")
-        _cleanup(engine, round_id, checkpoint)
+        _cleanup(engine, round_id, data_dir)
         return "cancelled"
     except RoundLost:
         monitor.stop()
         log.warning("round %s was taken from this worker (stale heartbeat?)", round_id)
-        _cleanup(engine, round_id, checkpoint)
+        _cleanup(engine, round_id, data_dir)
         return "lost"
     except BaseException as error:
         monitor.stop()
         log.exception("round %s failed", round_id)
         _finish_unsuccessful(engine, round_id, worker, "failed", _one_line(error))
-        _cleanup(engine, round_id, checkpoint)
+        _cleanup(engine, round_id, data_dir)
         if not isinstance(error, Exception):
             raise  # SystemExit / KeyboardInterrupt: the round is marked, now let the worker stop
         return "failed"
@@ -763,17 +762,14 @@ def _finish_unsuccessful(
         log.exception("could not mark round %s %s", round_id, status)
 
 
-def _cleanup(engine: Engine, round_id: int, checkpoint: Path | None) -> None:
+def _cleanup(engine: Engine, round_id: int, data_dir: Path) -> None:
     """Remove what an unsuccessful round wrote: it is never served, so it is only clutter."""
-    from db import rounds as round_queries
-    from db.engine import with_write_retry
+    from activelearn.services.rounds import discard_outputs
 
     try:
-        with_write_retry(engine, lambda s: round_queries.delete_round_outputs(s, round_id))
+        discard_outputs(engine, [round_id], data_dir=data_dir)
     except Exception:
         log.exception("could not remove the outputs of round %s", round_id)
-    if checkpoint is not None:
-        shutil.rmtree(checkpoint, ignore_errors=True)
 
 
 def _store_metrics(
