@@ -1,8 +1,9 @@
 """Exports: labels (CSV, JSONL, an ImageFolder-style copy), pool predictions with every
 uncertainty score (CSV, Parquet) and the latest checkpoint (safetensors + config).
 
-Each export exists twice: `write_*` puts files in a folder (CLI, scripts), `*_bytes` returns one
-file's bytes for a download button. Both build on the same frame or file list, so they agree.
+`*_bytes` returns one file's bytes (download buttons; the CLI writes them to a file);
+`write_*` puts files in a folder where an export is several files (labels in both formats, the
+ImageFolder copy, the checkpoint). Both build on the same frame or file list, so they agree.
 """
 
 from __future__ import annotations
@@ -40,12 +41,7 @@ _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
 
 def labels_frame(project: Project) -> pd.DataFrame:
     """Every live label (one row per annotator and sample), oldest first: LABEL_COLUMNS."""
-    with read_session(project.engine) as session:
-        rows = queries.live_annotations(session, project.id)
-    frame = pd.DataFrame(
-        [(s, p, label, a, t, split) for s, p, label, a, t, split in rows], columns=LABEL_COLUMNS
-    )
-    frame["sample_id"] = frame["sample_id"].astype("int64")
+    frame = project.labels()  # LABEL_COLUMNS, in that order
     frame["labeled_at"] = pd.to_datetime(frame["labeled_at"])
     return frame
 
@@ -276,19 +272,6 @@ def read_predictions_csv(data: bytes | str | Path) -> pd.DataFrame:
         if column in SCORE_COLUMNS or column.startswith(PROBABILITY_PREFIX):
             frame[column] = pd.to_numeric(frame[column])
     return frame
-
-
-def write_predictions(
-    project: Project, folder: str | Path, round_id: int | None = None
-) -> list[Path]:
-    """predictions.csv and predictions.parquet in `folder`."""
-    target = Path(folder)
-    target.mkdir(parents=True, exist_ok=True)
-    frame = predictions_frame(project, round_id)
-    csv_path, parquet_path = target / "predictions.csv", target / "predictions.parquet"
-    frame.to_csv(csv_path, index=False)
-    frame.to_parquet(parquet_path, index=False)
-    return [csv_path, parquet_path]
 
 
 # ---------------------------------------------------------------- checkpoint
