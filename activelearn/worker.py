@@ -43,8 +43,12 @@ def worker_name() -> str:
 def claim_round(engine: Engine, *, worker: str, round_id: int | None = None) -> int | None:
     from activelearn.services.workspace import utcnow
     from db import rounds as round_queries
-    from db.engine import with_write_retry
+    from db.engine import read_session, with_write_retry
 
+    with read_session(engine) as session:
+        # An idle worker polls every second: only a queued round is worth the write lock.
+        if not round_queries.has_queued_round(session, round_id):
+            return None
     return with_write_retry(
         engine,
         lambda s: round_queries.claim_next_round(s, worker=worker, now=utcnow(), round_id=round_id),

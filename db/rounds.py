@@ -195,13 +195,7 @@ def reap_stale_rounds(
 ) -> list[int]:
     """Fail every running round (of one project, when given) whose last heartbeat is older
     than `older_than`; their ids."""
-    conditions = [
-        Round.status == "running",
-        (Round.heartbeat_at < older_than) | Round.heartbeat_at.is_(None),
-    ]
-    if project_id is not None:
-        conditions.append(Round.project_id == project_id)
-    stale = [int(i) for i in session.scalars(select(Round.id).where(*conditions))]
+    stale = stale_round_ids(session, older_than=older_than, project_id=project_id)
     if stale:
         session.execute(
             update(Round)
@@ -209,6 +203,26 @@ def reap_stale_rounds(
             .values(status="failed", phase="failed", finished_at=now, error=error)
         )
     return stale
+
+
+def stale_round_ids(
+    session: Session, *, older_than: datetime, project_id: int | None = None
+) -> list[int]:
+    """Running rounds (of one project, when given) with no heartbeat since `older_than`."""
+    conditions = [
+        Round.status == "running",
+        (Round.heartbeat_at < older_than) | Round.heartbeat_at.is_(None),
+    ]
+    if project_id is not None:
+        conditions.append(Round.project_id == project_id)
+    return [int(i) for i in session.scalars(select(Round.id).where(*conditions))]
+
+
+def has_queued_round(session: Session, round_id: int | None = None) -> bool:
+    query = select(Round.id).where(Round.status == "queued")
+    if round_id is not None:
+        query = query.where(Round.id == round_id)
+    return session.scalar(query.limit(1)) is not None
 
 
 def latest_round(session: Session, project_id: int) -> Round | None:

@@ -116,6 +116,11 @@ def reap_stale_rounds(
     from activelearn.worker import DEFAULT_HEARTBEAT_TIMEOUT_S, stale_message
 
     timeout = DEFAULT_HEARTBEAT_TIMEOUT_S if timeout_s is None else timeout_s
+    with read_session(engine) as session:
+        # A read first: the write lock (which annotators' labels queue for) only when needed.
+        older_than = utcnow() - timedelta(seconds=timeout)
+        if not round_queries.stale_round_ids(session, older_than=older_than, project_id=project_id):
+            return []
 
     def work(session: Session) -> list[int]:
         now = utcnow()
