@@ -61,7 +61,6 @@ class WorkerConfig:
     data_dir: Path
     once: bool = False  # run at most one round, then exit (also exits when nothing is queued)
     poll_s: float = 1.0
-    heartbeat_s: float = 1.0
     heartbeat_timeout_s: float = DEFAULT_HEARTBEAT_TIMEOUT_S
     idle_exit_s: float | None = None  # exit after this long with nothing to do
     device: str = "auto"
@@ -105,7 +104,6 @@ def run_worker(config: WorkerConfig) -> int:
                 round_id,
                 data_dir=workspace.data_dir,
                 worker=name,
-                heartbeat_interval=config.heartbeat_s,
                 device=config.device,
             )
             log.info("round %s %s", round_id, status)

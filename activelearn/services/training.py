@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
 log = logging.getLogger("activelearn.worker")
+HEARTBEAT_S = 1.0  # progress and liveness writes; the reaper allows 30 s of silence
 
 SCORE_CHUNK_ROWS = 2_000  # sample_scores rows per write transaction: each commit takes milliseconds
 PREDICT_CHUNK = 1_024  # pool images per forward pass while scoring (progress granularity)
@@ -503,7 +504,6 @@ class _Snapshot:
     eval_rows: list[tuple[Any, ...]]
     eval_source: str | None  # test | audit | None
     pool_open: list[tuple[int, int, int]]  # (id, shard, index)
-    pool_labeled: list[tuple[Any, ...]]  # (id, label, shard, index)
 
 
 def _snapshot(engine: Engine, round_id: int) -> _Snapshot:
@@ -538,7 +538,6 @@ def _snapshot(engine: Engine, round_id: int) -> _Snapshot:
             eval_rows=eval_rows,
             eval_source=source,
             pool_open=queries.unlabeled_pool(session, project.id),
-            pool_labeled=train,
         )
 
 
@@ -559,7 +558,6 @@ def run_round(
     *,
     data_dir: Path,
     worker: str,
-    heartbeat_interval: float = 1.0,
     device: str = "auto",
 ) -> str:
     """Run a round this worker has claimed; returns its final status (see `_run_round`).
@@ -572,7 +570,6 @@ def run_round(
         round_id,
         data_dir=data_dir,
         worker=worker,
-        heartbeat_interval=heartbeat_interval,
         device=device,
     )
     if status == "succeeded":
@@ -601,7 +598,6 @@ def _run_round(
     *,
     data_dir: Path,
     worker: str,
-    heartbeat_interval: float = 1.0,
     device: str = "auto",
 ) -> str:
     """Run a round this worker has claimed; returns its final status.
@@ -610,11 +606,11 @@ def _run_round(
     goes to the worker log, and everything the round wrote is removed again.
     """
     from activelearn.ingest.cache import TensorCache
-    from activelearn.services.workspace import utcnow
+    from activelearn.services.workspace import project_cache_dir, utcnow
     from db import rounds as round_queries
     from db.engine import with_write_retry
 
-    monitor = RoundMonitor(engine, round_id, worker=worker, interval=heartbeat_interval).start()
+    monitor = RoundMonitor(engine, round_id, worker=worker, interval=HEARTBEAT_S).start()
     checkpoint: Path | None = None
     try:
         started = time.perf_counter()
@@ -643,13 +639,13 @@ def _run_round(
             ),
         )
         cache = TensorCache(
-            Path(data_dir) / "cache" / f"project-{snap.project_id}",
+            project_cache_dir(data_dir, snap.project_id),
             channels=settings.channels,
             image_size=settings.image_size,
         )
-        train_pixels = cache.load([(r[2], r[3]) for r in train_rows])
-        eval_pixels = cache.load([(r[2], r[3]) for r in eval_rows]) if eval_rows else None
         pool_pixels = cache.load(pool_refs)
+        train_pixels = pool_pixels[len(snap.pool_open) :]  # the labeled rows come last
+        eval_pixels = cache.load([(r[2], r[3]) for r in eval_rows]) if eval_rows else None
         timings = {"loading": time.perf_counter() - started}
 
         result = train_and_score(
@@ -838,11 +834,13 @@ def _store_scores(
         "predicted_class": pool.predicted_class.tolist(),
         "confidence": pool.confidence.tolist(),
         "priority": pool.priority.tolist(),
-        "rank": pool.rank.tolist(),
     }
+    names = list(columns)
+    ranks = [rank or None for rank in pool.rank.tolist()]  # 0: not ranked
     mean_probs = pool.mean_probs.tolist()
-    votes = pool.member_predictions.T.tolist()  # (N, M)
+    votes = pool.member_predictions.T.tolist()  # (N, M) python ints
     for lo in range(0, n, SCORE_CHUNK_ROWS):
+        hi = min(lo + SCORE_CHUNK_ROWS, n)
         monitor.update(
             RoundProgress(
                 "saving",
@@ -850,13 +848,22 @@ def _store_scores(
                 {"saved": lo, "total": n},
             )
         )
-        rows = []
-        for i in range(lo, min(lo + SCORE_CHUNK_ROWS, n)):
-            row: dict[str, Any] = {name: values[i] for name, values in columns.items()}
-            row["rank"] = int(row["rank"]) or None
-            row["round_id"] = round_id
-            row["sample_id"] = int(sample_ids[i])
-            row["mean_probs"] = [round(float(v), 4) for v in mean_probs[i]]
-            row["member_predictions"] = [int(v) for v in votes[i]]
-            rows.append(row)
+        rows = [
+            {
+                **dict(zip(names, values, strict=True)),
+                "rank": rank,
+                "round_id": round_id,
+                "sample_id": int(sample_id),
+                "mean_probs": [round(v, 4) for v in probs],
+                "member_predictions": vote,
+            }
+            for values, rank, sample_id, probs, vote in zip(
+                zip(*(column[lo:hi] for column in columns.values()), strict=True),
+                ranks[lo:hi],
+                sample_ids[lo:hi],
+                mean_probs[lo:hi],
+                votes[lo:hi],
+                strict=True,
+            )
+        ]
         with_write_retry(engine, lambda s, rows=rows: round_queries.add_sample_scores(s, rows))

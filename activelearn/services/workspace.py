@@ -48,6 +48,11 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+def project_cache_dir(data_dir: Path, project_id: int) -> Path:
+    """Where a project's decoded tensors live (written by imports, read by rounds)."""
+    return Path(data_dir) / "cache" / f"project-{project_id}"
+
+
 def resolve_data_dir(url: str | None, data_dir: str | Path | None) -> Path:
     if data_dir is not None:
         return Path(data_dir)
@@ -224,7 +229,7 @@ class Project:
 
     @property
     def cache_dir(self) -> Path:
-        return self.workspace.data_dir / "cache" / f"project-{self.id}"
+        return project_cache_dir(self.workspace.data_dir, self.id)
 
     @property
     def files_dir(self) -> Path:
