@@ -31,9 +31,9 @@ from db.models import (
 
 
 def succeeded_rounds(session: Session, project_id: int) -> list[tuple[Any, ...]]:
-    """(id, n_labels, finished_at, checkpoint, strategy) of the succeeded rounds, oldest first."""
+    """(id, n_labels, checkpoint) of the succeeded rounds, oldest first."""
     rows = session.execute(
-        select(Round.id, Round.n_labels, Round.finished_at, Round.checkpoint, Round.strategy)
+        select(Round.id, Round.n_labels, Round.checkpoint)
         .where(Round.project_id == project_id, Round.status == "succeeded")
         .order_by(Round.id)
     )

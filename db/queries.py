@@ -113,15 +113,6 @@ def sample_counts(session: Session, project_id: int) -> dict[tuple[str, str], in
     return {(split, status): int(n) for split, status, n in rows}
 
 
-def label_counts(session: Session, project_id: int) -> dict[str, int]:
-    rows = session.execute(
-        select(Sample.label, func.count())
-        .where(Sample.project_id == project_id, Sample.status == "labeled")
-        .group_by(Sample.label)
-    )
-    return {str(label): int(n) for label, n in rows}
-
-
 def samples_for_training(session: Session, project_id: int, split: str) -> list[tuple[Any, ...]]:
     """(id, label, cache_shard, cache_index) of labeled samples in a split, by id."""
     rows = session.execute(

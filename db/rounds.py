@@ -260,16 +260,6 @@ def round_metrics(session: Session, round_id: int) -> list[RoundMetric]:
     )
 
 
-def training_epochs(session: Session, round_id: int) -> list[TrainingEpoch]:
-    return list(
-        session.scalars(
-            select(TrainingEpoch)
-            .where(TrainingEpoch.round_id == round_id)
-            .order_by(TrainingEpoch.member, TrainingEpoch.epoch)
-        )
-    )
-
-
 def ranking(session: Session, round_id: int, limit: int | None = None) -> list[int]:
     """Sample ids of a round's ranking, first served first (ranked rows only)."""
     query = (

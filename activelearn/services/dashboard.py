@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,8 +59,6 @@ LABEL_ERROR_MIN_CONFIDENCE = 0.8
 class RoundRef:
     id: int
     n_labels: int
-    checkpoint: str | None
-    strategy: str
 
 
 @dataclass(frozen=True)
@@ -84,10 +82,7 @@ def overview(project: Project) -> Overview:
         rows = dash_queries.succeeded_rounds(session, project.id)
         project_row = queries.get_project_by_id(session, project.id)
         classes = tuple(project_row.classes) if project_row is not None else ()
-    rounds = tuple(
-        RoundRef(id=int(r[0]), n_labels=int(r[1] or 0), checkpoint=r[3], strategy=str(r[4]))
-        for r in rows
-    )
+    rounds = tuple(RoundRef(id=int(r[0]), n_labels=int(r[1] or 0)) for r in rows)
     return Overview(rounds=rounds, classes=classes)
 
 
@@ -1020,7 +1015,14 @@ def stopping_advice(
     *,
     thresholds: StoppingThresholds | None = None,
 ) -> StoppingAdvice:
-    """Advice from the learning curves and the latest round's pool view (see `pool_view`)."""
+    """Advice from the learning curves and the latest round's pool view (see `pool_view`).
+
+    The informative-share threshold is the one the view was computed at, so the advice's
+    reasons quote the threshold behind its figure.
+    """
+    limits = thresholds or StoppingThresholds()
+    if view is not None and view.informative_threshold is not None:
+        limits = replace(limits, mutual_information=view.informative_threshold)
     with read_session(project.engine) as session:
         counts = queries.sample_counts(session, project.id)
     ensemble = curves[curves["member"] == -1]
@@ -1029,5 +1031,5 @@ def stopping_advice(
         informative_share=view.informative_share if view is not None else None,
         stability=view.stability if view is not None else None,
         pool_left=counts.get(("pool", "open"), 0),
-        thresholds=thresholds,
+        thresholds=limits,
     )

@@ -281,7 +281,7 @@ def latest_checkpoint(project: Project) -> tuple[int, Path]:
     """(round id, checkpoint folder) of the newest succeeded round that left a checkpoint."""
     with read_session(project.engine) as session:
         rounds = dash_queries.succeeded_rounds(session, project.id)
-    for round_id, _n, _finished, checkpoint, _strategy in reversed(rounds):
+    for round_id, _n_labels, checkpoint in reversed(rounds):
         if checkpoint and all((Path(checkpoint) / name).is_file() for name in CHECKPOINT_FILES):
             return int(round_id), Path(checkpoint)
     raise NothingToExport(

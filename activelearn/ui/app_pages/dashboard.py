@@ -64,20 +64,6 @@ def _errors(_project: Project, key: tuple[str, int], round_id: int, version: tup
     return data.find_label_errors(_project, round_id)
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def _stopping(
-    _project: Project,
-    key: tuple[str, int],
-    round_id: int,
-    previous_id: int | None,
-    version: tuple[int, int],
-    sims: tuple,
-) -> Any:
-    curves = _learning(_project, key, round_id, sims).curves
-    view = _pool(_project, key, round_id, previous_id)
-    return data.stopping_advice(_project, curves, view)
-
-
 def _simulation_stamp(project: Project) -> tuple:
     """Names and modification times of the simulation CSVs: a new file refreshes the curves."""
     folder = data.simulation_dir(project)
@@ -534,7 +520,9 @@ curves = _learning(project, cache_key, latest.id, sims)
 view = _pool(project, cache_key, latest.id, previous_id)
 details = _details(project, cache_key, latest.id)
 training = _training(project, cache_key, latest.id)
-advice = _stopping(project, cache_key, latest.id, previous_id, version, sims)
+# Not cached: it is arithmetic on the cached curves and view plus one count, and the count
+# (pool samples left) changes with imports as well as labels.
+advice = data.stopping_advice(project, curves.curves, view)
 label_errors = _errors(project, cache_key, latest.id, version)
 
 st.caption(
