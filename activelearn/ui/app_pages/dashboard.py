@@ -242,13 +242,7 @@ def section_pool(view: data.PoolView, classes: tuple[str, ...]) -> None:
                 ),
                 key=f"chart_hist_{score}",
             )
-    event = show_chart(
-        charts.uncertainty_scatter_chart(view.points, classes=classes),
-        key=SCATTER_KEY,
-        on_select="rerun",
-        selection_mode="points",
-    )
-    show_selected_sample(event, view, classes)
+    scatter_with_selection(view, classes)
     left, right = st.columns(2)
     with left:
         st.subheader("Most informative samples")
@@ -262,6 +256,18 @@ def section_pool(view: data.PoolView, classes: tuple[str, ...]) -> None:
             "(a proxy, not a detector)."
         )
         gallery(view.out_of_distribution, classes, score="predictive_entropy")
+
+
+@st.fragment
+def scatter_with_selection(view: data.PoolView, classes: tuple[str, ...]) -> None:
+    """A click on a point reruns only this fragment, not the page's other charts."""
+    event = show_chart(
+        charts.uncertainty_scatter_chart(view.points, classes=classes),
+        key=SCATTER_KEY,
+        on_select="rerun",
+        selection_mode="points",
+    )
+    show_selected_sample(event, view, classes)
 
 
 def section_calibration(details: data.RoundDetails, curves: pd.DataFrame) -> None:
@@ -285,7 +291,9 @@ def section_calibration(details: data.RoundDetails, curves: pd.DataFrame) -> Non
         show_chart(charts.ece_over_rounds_chart(data.ece_over_rounds(curves)), key="chart_ece")
 
 
+@st.fragment
 def section_selective(details: data.RoundDetails, view: data.PoolView) -> None:
+    """A fragment: moving the threshold reruns this section only, not the page's 15 charts."""
     threshold = st.slider(
         "Confidence threshold: abstain on samples below it",
         min_value=0.0,
