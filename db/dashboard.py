@@ -68,14 +68,14 @@ def metric_rows(session: Session, project_id: int) -> list[tuple[Any, ...]]:
     return [tuple(row) for row in rows]
 
 
-def ensemble_details(session: Session, round_id: int) -> dict[str, Any]:
-    """The details JSON of the ensemble metric row (reliability, confusion, ...); {} if none."""
-    details = session.scalar(
-        select(RoundMetric.details).where(
-            RoundMetric.round_id == round_id, RoundMetric.member == -1
-        )
-    )
-    return dict(details or {})
+def ensemble_metric(session: Session, round_id: int) -> tuple[Any, ...] | None:
+    """(eval_source, n_eval, ece, details) of a round's ensemble metric row, or None."""
+    row = session.execute(
+        select(
+            RoundMetric.eval_source, RoundMetric.n_eval, RoundMetric.ece, RoundMetric.details
+        ).where(RoundMetric.round_id == round_id, RoundMetric.member == -1)
+    ).first()
+    return None if row is None else tuple(row)
 
 
 def training_epochs(session: Session, round_id: int) -> list[tuple[int, int, float, float | None]]:

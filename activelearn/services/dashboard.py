@@ -653,15 +653,15 @@ class RoundDetails:
 def round_details(project: Project, round_id: int) -> RoundDetails:
     with read_session(project.engine) as session:
         _check_round(session, project, round_id)
-        details = dash_queries.ensemble_details(session, round_id)
-        rows = [r for r in dash_queries.metric_rows(session, project.id) if r[0] == round_id]
-    ensemble = next((r for r in rows if r[2] == -1), None)
+        ensemble = dash_queries.ensemble_metric(session, round_id)
+    eval_source, n_eval, ece, stored = ensemble if ensemble is not None else (None, 0, None, None)
+    details = dict(stored or {})
     predictions = details.get("eval_predictions") or {}
     return RoundDetails(
         round_id=round_id,
-        eval_source=ensemble[3] if ensemble else None,
-        n_eval=int(ensemble[4]) if ensemble else 0,
-        ece=float(ensemble[11]) if ensemble and ensemble[11] is not None else None,
+        eval_source=eval_source,
+        n_eval=int(n_eval or 0),
+        ece=float(ece) if ece is not None else None,
         reliability=dict(details.get("reliability") or {}),
         confusion=[list(map(int, row)) for row in details.get("confusion") or []],
         risk_coverage=dict(details.get("risk_coverage") or {}),
