@@ -14,6 +14,7 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
+from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -99,6 +100,41 @@ def _band(
 # ---------------------------------------------------------------- 1. learning curves
 
 
+def _add_curve_with_band(
+    figure: go.Figure,
+    frame: pd.DataFrame,
+    metric: str,
+    *,
+    name: str,
+    legend_name: str,
+    color: str,
+    line: dict[str, Any],
+    hover: str,
+) -> None:
+    """A mean curve over labels, with its ±1 SE band when every point has one."""
+    se_column = f"{metric}_se"
+    if se_column in frame and frame[se_column].notna().all():
+        figure.add_trace(
+            _band(
+                frame["n_labels"].tolist(),
+                frame[metric].tolist(),
+                frame[se_column].tolist(),
+                name=f"{name} ±1 SE",
+                color=color,
+            )
+        )
+    figure.add_trace(
+        go.Scatter(
+            x=frame["n_labels"].tolist(),
+            y=frame[metric].tolist(),
+            mode="lines+markers",
+            line=line,
+            name=legend_name,
+            hovertemplate=f"{hover}: %{{x}} labels: %{{y:.4f}}<extra></extra>",
+        )
+    )
+
+
 def learning_curve_chart(
     curves: pd.DataFrame,
     *,
@@ -114,7 +150,6 @@ def learning_curve_chart(
     if metric not in METRIC_TITLES:
         raise ValueError(f"unknown metric {metric!r}; known: {', '.join(METRIC_TITLES)}")
     figure = go.Figure()
-    se_column = f"{metric}_se"
     ensemble = curves[curves["member"] == -1].sort_values("n_labels")
     members = curves[curves["member"] >= 0]
     for member, rows in members.groupby("member", sort=True):
@@ -132,48 +167,26 @@ def learning_curve_chart(
             )
         )
     if simulation is not None and not simulation.empty and metric in simulation:
-        sim = simulation.sort_values("n_labels").dropna(subset=[metric])
-        sim_se = f"{metric}_se"
-        if sim_se in sim and sim[sim_se].notna().all():
-            figure.add_trace(
-                _band(
-                    sim["n_labels"].tolist(),
-                    sim[metric].tolist(),
-                    sim[sim_se].tolist(),
-                    name="random sampling ±1 SE",
-                    color=RANDOM_COLOR,
-                )
-            )
-        figure.add_trace(
-            go.Scatter(
-                x=sim["n_labels"].tolist(),
-                y=sim[metric].tolist(),
-                mode="lines+markers",
-                line={"color": RANDOM_COLOR, "dash": "dash"},
-                name="random sampling (simulation)",
-                hovertemplate="random: %{x} labels: %{y:.4f}<extra></extra>",
-            )
+        _add_curve_with_band(
+            figure,
+            simulation.sort_values("n_labels").dropna(subset=[metric]),
+            metric,
+            name="random sampling",
+            legend_name="random sampling (simulation)",
+            color=RANDOM_COLOR,
+            line={"color": RANDOM_COLOR, "dash": "dash"},
+            hover="random",
         )
     if not ensemble.empty:
-        if se_column in ensemble and ensemble[se_column].notna().all():
-            figure.add_trace(
-                _band(
-                    ensemble["n_labels"].tolist(),
-                    ensemble[metric].tolist(),
-                    ensemble[se_column].tolist(),
-                    name="ensemble ±1 SE",
-                    color=ENSEMBLE_COLOR,
-                )
-            )
-        figure.add_trace(
-            go.Scatter(
-                x=ensemble["n_labels"].tolist(),
-                y=ensemble[metric].tolist(),
-                mode="lines+markers",
-                line={"color": ENSEMBLE_COLOR, "width": 3},
-                name="ensemble",
-                hovertemplate="ensemble: %{x} labels: %{y:.4f}<extra></extra>",
-            )
+        _add_curve_with_band(
+            figure,
+            ensemble,
+            metric,
+            name="ensemble",
+            legend_name="ensemble",
+            color=ENSEMBLE_COLOR,
+            line={"color": ENSEMBLE_COLOR, "width": 3},
+            hover="ensemble",
         )
     title = f"{METRIC_TITLES[metric]} on the evaluation set"
     _layout(figure, title=title, x_title="Labels", y_title=METRIC_TITLES[metric])
