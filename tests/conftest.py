@@ -89,3 +89,14 @@ def write_images(folder: Path, count: int, *, start: int = 0, prefix: str = "img
         path.write_bytes(png_bytes(index))
         paths.append(path)
     return paths
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """Training in the test process uses one thread, like the worker on a 2-core machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

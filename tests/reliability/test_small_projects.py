@@ -5,18 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from activelearn import Workspace
 from tests.services.test_rounds import CLASSES, make_project, run_one, write_manifest
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_round_on_an_empty_project_fails_with_a_reason(sqlite_workspace: Workspace) -> None:

@@ -416,26 +416,20 @@ def test_a_summary_answers_only_its_own_question(
     assert_same_view(alone, data.compute_pool_view(project, latest, None))
 
 
+@pytest.mark.usefixtures("one_torch_thread")
 def test_a_finished_round_stores_its_pool_summary(workspace: Workspace, tmp_path: Path) -> None:
     """Two real rounds through the worker's run_round: each stores its summary, the second
     compared with the first, equal to a fresh computation."""
-    import torch
-
     from tests.services.test_rounds import make_project, run_one
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        project = make_project(workspace, tmp_path / "images", n_open=6)
-        project.request_round(requested_by="test")
-        assert run_one(workspace, project) == "succeeded"
-        task = project.next_task("ana")
-        assert task is not None
-        project.submit(task.id, label=project.classes[0], annotator="ana")
-        project.request_round(requested_by="test")
-        assert run_one(workspace, project) == "succeeded"
-    finally:
-        torch.set_num_threads(threads)
+    project = make_project(workspace, tmp_path / "images", n_open=6)
+    project.request_round(requested_by="test")
+    assert run_one(workspace, project) == "succeeded"
+    task = project.next_task("ana")
+    assert task is not None
+    project.submit(task.id, label=project.classes[0], annotator="ana")
+    project.request_round(requested_by="test")
+    assert run_one(workspace, project) == "succeeded"
     first, second = (r.id for r in data.overview(project).rounds)
     row = stored_summary(project, first)
     assert row is not None and row.previous_round_id is None
@@ -465,27 +459,21 @@ def test_a_starting_worker_backfills_the_latest_rounds_summary(fixture: Dashboar
     )
 
 
+@pytest.mark.usefixtures("one_torch_thread")
 def test_a_failing_summary_never_fails_the_round(
     sqlite_workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The summary is a cache: if computing it breaks, the round stays succeeded and served, and
     the first dashboard visitor computes and stores it instead."""
-    import torch
-
     from tests.services.test_rounds import make_project, run_one
 
     def broken(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("summary failed")
 
     monkeypatch.setattr(data, "store_pool_summary", broken)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        project = make_project(sqlite_workspace, tmp_path / "images", n_open=4)
-        project.request_round(requested_by="test")
-        assert run_one(sqlite_workspace, project) == "succeeded"
-    finally:
-        torch.set_num_threads(threads)
+    project = make_project(sqlite_workspace, tmp_path / "images", n_open=4)
+    project.request_round(requested_by="test")
+    assert run_one(sqlite_workspace, project) == "succeeded"
     (round_ref,) = data.overview(project).rounds
     assert stored_summary(project, round_ref.id) is None
     task = project.next_task("ana")
