@@ -16,15 +16,11 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import random
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -34,27 +30,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from activelearn import Workspace  # noqa: E402
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-IMAGE = ".st-key-label_image img"
-NEXT_IMAGE_JS = """old => {
-  const img = document.querySelector('.st-key-label_image img');
-  return img !== null && img.src !== old && img.complete && img.naturalWidth > 0;
-}"""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.browser import (  # noqa: E402
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    IMAGE,
+    NEXT_IMAGE_JS,
+    sign_in,
+    start_app,
+)
 
 
 def write_pool(folder: Path, count: int, *, seed: int = 0) -> None:
@@ -92,20 +75,6 @@ def prepare(data: Path, pool: int) -> str:
         workspace.close()
 
 
-def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError("streamlit exited during start-up")
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise TimeoutError("streamlit did not become healthy")
-
-
 def measure(url: str, presses: int, warmup: int) -> list[float]:
     from playwright.sync_api import sync_playwright
 
@@ -113,12 +82,11 @@ def measure(url: str, presses: int, warmup: int) -> list[float]:
     rng = random.Random(0)
     timings: list[float] = []
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(url, timeout=120_000)
-        page.locator(".st-key-annotator_name input").fill("bench", timeout=120_000)
-        page.locator(".st-key-annotator_start button").click()
-        page.wait_for_selector(IMAGE, timeout=60_000)
+        page.set_default_timeout(120_000)
+        page.goto(url)
+        sign_in(page, "bench")
         for index in range(warmup + presses):
             old = page.locator(IMAGE).get_attribute("src")
             started = time.perf_counter()
@@ -157,20 +125,8 @@ def main() -> int:
         data = args.keep or Path(scratch)
         data.mkdir(parents=True, exist_ok=True)
         project = prepare(data, args.pool)
-        port = free_port()
-        env = {
-            **os.environ,
-            "ACTIVELEARN_DB_URL": f"sqlite:///{data / 'al.db'}",
-            "ACTIVELEARN_DATA_DIR": str(data / "data"),
-        }
-        command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
-        command += ["--server.address", "127.0.0.1", "--server.headless", "true"]
-        server = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+        server, url = start_app(f"sqlite:///{data / 'al.db'}", data / "data", timeout_s=60)
         try:
-            url = f"http://127.0.0.1:{port}"
-            wait_healthy(url, server, 60)
             timings = measure(url, args.presses, args.warmup)
         finally:
             server.terminate()

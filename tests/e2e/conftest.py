@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -18,23 +15,17 @@ from typing import Any
 import pytest
 
 from activelearn import Workspace
+from tests.browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    IMAGE,
+    NEXT_IMAGE_JS,
+    ROOT,
+    sign_in,
+    start_app,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ARTIFACTS = ROOT / "test-artifacts"
-IMAGE = ".st-key-label_image img"
-NEXT_IMAGE_JS = """old => {
-  const img = document.querySelector('.st-key-label_image img');
-  return img !== null && img.src !== old && img.complete && img.naturalWidth > 0;
-}"""
 
 
 @dataclass(frozen=True)
@@ -42,26 +33,6 @@ class AppServer:
     url: str
     db_url: str
     data_dir: Path
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {process.returncode} during start-up")
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise TimeoutError(f"streamlit did not answer {url}/_stcore/health in {timeout_s:.0f} s")
 
 
 @pytest.fixture(scope="module")
@@ -126,15 +97,13 @@ def serve_app(folder: Path, prepare: Callable[[Workspace], object]) -> Iterator[
     data_dir = folder / "data"
     with Workspace(db_url, data_dir=data_dir) as workspace:
         prepare(workspace)
-    port = _free_port()
-    env = {**os.environ, "ACTIVELEARN_DB_URL": db_url, "ACTIVELEARN_DATA_DIR": str(data_dir)}
     log = (folder / "streamlit.log").open("wb")
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
-    command += ["--server.address", "127.0.0.1", "--server.headless", "true"]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(url, process, 90)
+        process, url = start_app(db_url, data_dir, log=log)
+    except BaseException:
+        log.close()
+        raise
+    try:
         yield AppServer(url=url, db_url=db_url, data_dir=data_dir)
     finally:
         process.terminate()
@@ -178,9 +147,7 @@ def open_label_page(browser: Any, url: str, annotator: str) -> Any:
     page = context.new_page()
     page.set_default_timeout(60_000)
     page.goto(url)
-    page.locator(".st-key-annotator_name input").fill(annotator)
-    page.locator(".st-key-annotator_start button").click()
-    page.wait_for_selector(IMAGE)
+    sign_in(page, annotator)
     return page
 
 

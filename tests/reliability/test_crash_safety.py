@@ -307,29 +307,21 @@ def test_streamlit_server_killed_while_a_browser_labels(
 ) -> None:
     """The real app server, SIGKILLed twice while Chromium labels through it with the keyboard:
     every label whose next image appeared is stored, and the restarted app serves again."""
-    from tests.e2e.conftest import _free_port, _wait_healthy, open_label_page, press_and_wait
+    from tests.browser import start_app
+    from tests.e2e.conftest import open_label_page, press_and_wait
 
     db_url = f"sqlite:///{tmp_path / 'al.db'}"
     data_dir = tmp_path / "data"
     with Workspace(db_url, data_dir=data_dir) as ws:
         ws.ensure_demo().update_settings(retrain_every=0)
-    env = {**os.environ, "ACTIVELEARN_DB_URL": db_url, "ACTIVELEARN_DATA_DIR": str(data_dir)}
     rng = random.Random()
     acknowledged = 0
     in_flight_stored = 0  # unacknowledged presses (one per kill at most) that did commit
     kills = 0
 
     def serve() -> tuple[subprocess.Popen[bytes], str]:
-        port = _free_port()
-        command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
-        command += ["--server.address", "127.0.0.1", "--server.headless", "true"]
         with (tmp_path / "streamlit.log").open("ab") as log:
-            process = subprocess.Popen(
-                command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
-            )
-        url = f"http://127.0.0.1:{port}"
-        _wait_healthy(url, process, 90)
-        return process, url
+            return start_app(db_url, data_dir, log=log)
 
     for _ in range(3):
         server, url = serve()
