@@ -179,6 +179,13 @@ def active_round(project: Project) -> RoundInfo | None:
         return round_info(row) if row is not None else None
 
 
+def last_round(project: Project) -> RoundInfo | None:
+    """The project's newest round, whatever its status (an active one is always the newest)."""
+    with read_session(project.engine) as session:
+        row = round_queries.latest_round(session, project.id)
+        return round_info(row) if row is not None else None
+
+
 def maybe_request_round(project: Project) -> RoundInfo | None:
     """Queue a round when retrain_every new labels have come in since the last round's snapshot.
 

@@ -615,6 +615,12 @@ class Project:
 
         return rounds.list_rounds(self)
 
+    def last_round(self) -> RoundInfo | None:
+        """The newest round, whatever its status; None before the first."""
+        from activelearn.services import rounds
+
+        return rounds.last_round(self)
+
     def active_round(self) -> RoundInfo | None:
         """The queued or running round, if any."""
         from activelearn.services import rounds

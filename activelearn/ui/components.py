@@ -158,11 +158,11 @@ def status_panel(ws: Workspace, project: Project) -> None:
 def _status_fragment(ws: Workspace, project: Project) -> None:
     try:
         status = project.status()
-        active = project.active_round()
-        rounds = project.rounds() if active is None else []
+        last = project.last_round()  # one read: an active round is always the newest
     except ActivelearnError as error:
         show_error(error)
         return
+    active = last if last is not None and last.status in ("queued", "running") else None
     with st.container(
         key="status_panel", horizontal=True, vertical_alignment="center", gap="medium"
     ):
@@ -183,8 +183,7 @@ def _status_fragment(ws: Workspace, project: Project) -> None:
             problem = state.kick_worker(ws)
             if problem is not None:
                 st.warning(problem, icon=":material/warning:")
-    elif rounds and rounds[-1].status == "failed":
-        last = rounds[-1]
+    elif last is not None and last.status == "failed":
         st.warning(
             f"Round {last.id} failed: {last.error or 'no reason given'}. "
             "Labeling continues with the previous ranking.",
