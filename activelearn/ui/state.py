@@ -70,9 +70,10 @@ def select_project(name: str) -> None:
     st.session_state[PROJECT_KEY] = name
 
 
-def current_project(ws: Workspace) -> Project | None:
-    """The project chosen in this session; the demo (or the first project) by default."""
-    names = project_names(ws)
+def current_project(ws: Workspace, names: list[str] | None = None) -> Project | None:
+    """The project chosen in this session; the demo (or the first project) by default.
+    `names`: the project names when the caller has them already."""
+    names = project_names(ws) if names is None else names
     if not names:
         return None
     chosen = st.session_state.get(PROJECT_KEY)
@@ -84,10 +85,10 @@ def current_project(ws: Workspace) -> Project | None:
 
 def project_picker(ws: Workspace) -> Project | None:
     """The sidebar's project switcher, shown on every page."""
-    project = current_project(ws)
+    names = project_names(ws)
+    project = current_project(ws, names)
     if project is None:
         return None
-    names = project_names(ws)
     # Widget state is dropped on pages that do not draw the widget, so the choice lives under
     # PROJECT_KEY and is copied into the widget before it is drawn.
     if st.session_state.get(PICKER_KEY) != project.name:
