@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import re
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -434,30 +435,60 @@ class Project:
 
         def work(session: Session) -> None:
             name = self._check_annotator(session, annotator)
-            value = self._check_label(session, label)
-            entry = self._entry(session, task_id)
-            now = utcnow()
-            existing = queries.annotation_for_task(session, entry.id)
-            if existing is not None and not existing.superseded and existing.label == value:
-                return
-            if existing is not None and not existing.superseded:
-                queries.supersede(session, existing.id, now)
-            queries.add_annotation(
-                session,
-                project_id=self.id,
-                sample_id=entry.sample_id,
-                task_id=entry.id if existing is None else None,
-                label=value,
-                annotator=name,
-                now=now,
-            )
-            queries.refresh_sample_label(
-                session, entry.sample_id, make_eval=entry.strategy == "audit"
-            )
-            queries.release_task(session, entry.id, outcome="labeled", now=now)
+            self._store_label(session, task_id, self._check_label(session, label), name)
 
         with_write_retry(self.engine, work)
         return self._after_label()
+
+    def submit_page(
+        self, labels: Mapping[int, str | None], annotator: str
+    ) -> tuple[int, int, RoundInfo | None]:
+        """A page of tasks at once (the grid): a label stores it, None gives the task back.
+
+        One transaction: the whole page is stored, or nothing is (a bad label anywhere raises
+        before anything is written). Returns (stored, released, round the labels queued).
+        """
+
+        def work(session: Session) -> tuple[int, int]:
+            name = self._check_annotator(session, annotator)
+            values = {
+                task_id: None if label is None else self._check_label(session, label)
+                for task_id, label in labels.items()
+            }
+            now = utcnow()
+            for task_id, value in values.items():
+                if value is not None:
+                    self._store_label(session, task_id, value, name)
+                else:
+                    entry = self._entry(session, task_id)
+                    if entry.outcome is None:
+                        queries.release_task(session, entry.id, outcome="released", now=now)
+            stored = sum(value is not None for value in values.values())
+            return stored, len(values) - stored
+
+        stored, released = with_write_retry(self.engine, work)
+        return stored, released, (self._after_label() if stored else None)
+
+    def _store_label(self, session: Session, task_id: int, value: str, name: str) -> None:
+        """One checked label for one served task, inside the caller's write transaction."""
+        entry = self._entry(session, task_id)
+        now = utcnow()
+        existing = queries.annotation_for_task(session, entry.id)
+        if existing is not None and not existing.superseded and existing.label == value:
+            return
+        if existing is not None and not existing.superseded:
+            queries.supersede(session, existing.id, now)
+        queries.add_annotation(
+            session,
+            project_id=self.id,
+            sample_id=entry.sample_id,
+            task_id=entry.id if existing is None else None,
+            label=value,
+            annotator=name,
+            now=now,
+        )
+        queries.refresh_sample_label(session, entry.sample_id, make_eval=entry.strategy == "audit")
+        queries.release_task(session, entry.id, outcome="labeled", now=now)
 
     def _after_label(self) -> RoundInfo | None:
         """Hook for automatic retraining (see activelearn.services.rounds)."""

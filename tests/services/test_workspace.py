@@ -171,6 +171,22 @@ def test_an_audit_sample_left_without_a_label_goes_back_to_the_pool(
     assert p.status().n_eval == 0
 
 
+def test_a_grid_page_is_stored_whole_or_not_at_all(workspace: Workspace, tmp_path: Path) -> None:
+    p = _project(workspace, tmp_path, n=6)
+    first, second, third = (t.id for t in p.next_tasks("ana", count=3))
+    with pytest.raises(UnknownLabel):
+        p.submit_page({first: "cat", second: "zebra", third: None}, annotator="ana")
+    assert p.labels().empty  # the good label before the bad one was not kept either
+    stored, released, queued = p.submit_page(
+        {first: "cat", second: "dog", third: None}, annotator="ana"
+    )
+    assert (stored, released, queued) == (2, 1, None)
+    assert sorted(p.labels()["label"]) == ["cat", "dog"]
+    with read_session(workspace.engine) as session:
+        entry = session.get(AcquisitionEntry, third)
+        assert entry is not None and entry.outcome == "released"
+
+
 def test_relabel_and_recent_labels(workspace: Workspace, tmp_path: Path) -> None:
     p = _project(workspace, tmp_path, n=4)
     for _ in range(3):

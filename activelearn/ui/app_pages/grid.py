@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import streamlit as st
 
 from activelearn import ActivelearnError, Project, Task
@@ -39,37 +37,20 @@ def grid_tasks(project: Project, annotator: str, size: int) -> list[Task]:
     return tasks
 
 
-def submit_grid(
-    project: Project, annotator: str, tasks: list[Task], chosen: Mapping[int, str | None]
-) -> tuple[int, int]:
-    """Store every chosen label; blank ones go back to the queue. Returns (stored, released)."""
-    stored = released = 0
-    for task in tasks:
-        label = chosen.get(task.id)
-        if label:
-            project.submit(task.id, label=label, annotator=annotator)
-            stored += 1
-        else:
-            project.release(task.id, annotator=annotator)
-            released += 1
-    return stored, released
-
-
 def _on_submit(project: Project, annotator: str, tasks: list[Task]) -> None:
-    chosen = {task.id: st.session_state.get(cell_key(task)) for task in tasks}
+    """Store every chosen label and give blank cells back, in one transaction."""
+    chosen = {task.id: st.session_state.get(cell_key(task)) or None for task in tasks}
     try:
-        stored, released = submit_grid(project, annotator, tasks, chosen)
+        stored, released, queued = project.submit_page(chosen, annotator=annotator)
     except ActivelearnError as error:
-        st.session_state[RESULT_KEY] = ("error", str(error))
-        # The labels stored before the failure may have queued a round all the same.
-        state.kick_worker_if_queued(project)
+        st.session_state[RESULT_KEY] = ("error", f"Nothing on this page was stored: {error}")
         return
     text = f"Stored {stored} label{'s' if stored != 1 else ''}."
     if released:
         text += f" {released} left blank went back to the queue."
     st.session_state[RESULT_KEY] = ("success", text)
-    # These labels may have queued an automatic round: a worker must be there to run it.
-    problem = state.kick_worker_if_queued(project) if stored else None
+    # These labels queued an automatic round: a worker must be there to run it.
+    problem = state.kick_worker(project.workspace) if queued is not None else None
     if problem is not None:
         st.session_state[RESULT_KEY] = ("error", f"{text} {problem}")
     st.session_state.pop(GRID_KEY, None)
