@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import pandas as pd
 import streamlit as st
@@ -62,15 +63,19 @@ def _store_report(project: Project, source: str, report: ImportReport) -> None:
     st.session_state[REPORT_KEY] = (project.id, source, report)
 
 
+def _run_import(project: Project, source: str, run: Callable[[], ImportReport]) -> None:
+    try:
+        _store_report(project, source, run())
+    except ActivelearnError as error:
+        _message("error", str(error))
+
+
 def on_import_folder(project: Project) -> None:
     path = (st.session_state.get("import_folder_path") or "").strip()
     if not path:
         _message("error", "Type the path of a folder on the server first.")
         return
-    try:
-        _store_report(project, path, project.import_images(path))
-    except ActivelearnError as error:
-        _message("error", str(error))
+    _run_import(project, path, lambda: project.import_images(path))
 
 
 def on_import_manifest(project: Project) -> None:
@@ -78,10 +83,7 @@ def on_import_manifest(project: Project) -> None:
     if not path:
         _message("error", "Type the path of a CSV manifest on the server first.")
         return
-    try:
-        _store_report(project, path, project.import_manifest(path))
-    except ActivelearnError as error:
-        _message("error", str(error))
+    _run_import(project, path, lambda: project.import_manifest(path))
 
 
 def on_import_zip(project: Project) -> None:
@@ -89,12 +91,9 @@ def on_import_zip(project: Project) -> None:
     if upload is None:
         _message("error", "Choose a zip file first.")
         return
-    try:
-        report = project.import_zip(upload.getvalue(), name=upload.name)
-    except ActivelearnError as error:
-        _message("error", str(error))
-        return
-    _store_report(project, upload.name, report)
+    _run_import(
+        project, upload.name, lambda: project.import_zip(upload.getvalue(), name=upload.name)
+    )
 
 
 def on_save_settings(project: Project) -> None:
