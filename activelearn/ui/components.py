@@ -250,3 +250,17 @@ def page_start(title: str) -> tuple[Workspace, Project | None]:
     sidebar_identity()
     st.title(title)
     return ws, project
+
+
+def labeling_page_start(title: str, *, other_page_key: str) -> tuple[Project, str] | None:
+    """What the label and grid pages open with: page_start, the annotator gate and the status
+    panel. `other_page_key`: the other labeling page's held tasks, dropped on a switch. None
+    (with a note) when there is no project."""
+    ws, project = page_start(title)
+    if project is None:
+        st.info("No project yet: create one on the Project setup page.")
+        return None
+    annotator = require_annotator()
+    st.session_state.pop(other_page_key, None)
+    status_panel(ws, project)
+    return project, annotator

@@ -127,13 +127,10 @@ def grid(project: Project, annotator: str) -> None:
 
 
 def render() -> None:
-    ws, project = components.page_start("Grid")
-    if project is None:
-        st.info("No project yet: create one on the Project setup page.")
+    opened = components.labeling_page_start("Grid", other_page_key=state.LABEL_TASK_KEY)
+    if opened is None:
         return
-    annotator = components.require_annotator()
-    st.session_state.pop(state.LABEL_TASK_KEY, None)
-    components.status_panel(ws, project)
+    project, annotator = opened
     st.caption(
         "The most uncertain samples, each pre-filled with the ensemble's prediction: correct the "
         "wrong ones and submit the page at once. Cells left blank go back to the queue."

@@ -280,14 +280,9 @@ def labeler(project: Project, annotator: str) -> None:
 
 
 def render() -> None:
-    ws, project = components.page_start("Label")
-    if project is None:
-        st.info("No project yet: create one on the Project setup page.")
-        return
-    annotator = components.require_annotator()
-    st.session_state.pop(state.GRID_TASKS_KEY, None)
-    components.status_panel(ws, project)
-    labeler(project, annotator)
+    opened = components.labeling_page_start("Label", other_page_key=state.GRID_TASKS_KEY)
+    if opened is not None:
+        labeler(*opened)
 
 
 # Streamlit runs page files as "__main__"; tests import this module for its helpers.
