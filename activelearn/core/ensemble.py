@@ -230,12 +230,21 @@ def _init_member(shapes: dict[str, tuple[int, ...]], gen: torch.Generator) -> di
 # --- per-member forward (used by "loop" and, vmapped, by "vmap") ---------------------------------
 
 
+def _member_features(params: dict[str, Tensor], x: Tensor, i: int | None = None) -> Tensor:
+    """The convolutional trunk of one member (member i of stacked params, or unstacked params):
+    x (B, C, H, W) -> features (B, F)."""
+
+    def p(name: str) -> Tensor:
+        return params[name] if i is None else params[name][i]
+
+    h = F.relu(F.conv2d(x, p("conv1.weight"), p("conv1.bias"), stride=2, padding=2))
+    h = F.conv2d(h, p("conv2.weight"), p("conv2.bias"), padding=1)
+    return F.relu(F.max_pool2d(h, 2)).flatten(1)
+
+
 def _member_forward(params: dict[str, Tensor], x: Tensor, keep: Tensor | None) -> Tensor:
     """One member. x (B, C, H, W) -> logits (B, n_classes). keep: (B, hidden) dropout scale."""
-    h = F.relu(F.conv2d(x, params["conv1.weight"], params["conv1.bias"], stride=2, padding=2))
-    h = F.conv2d(h, params["conv2.weight"], params["conv2.bias"], padding=1)
-    h = F.relu(F.max_pool2d(h, 2))
-    h = F.relu(F.linear(h.flatten(1), params["fc1.weight"], params["fc1.bias"]))
+    h = F.relu(F.linear(_member_features(params, x), params["fc1.weight"], params["fc1.bias"]))
     if keep is not None:
         h = h * keep
     return F.linear(h, params["fc2.weight"], params["fc2.bias"])
@@ -299,12 +308,7 @@ def _forward_hybrid(params: dict[str, Tensor], x: Tensor, keep: Tensor | None) -
     x: (B, C, H, W) shared, or (M, B, C, H, W). Returns logits (M, B, n_classes).
     """
     m = params["conv1.weight"].shape[0]
-    features = []
-    for i in range(m):
-        xi = x if x.ndim == 4 else x[i]
-        h = F.conv2d(xi, params["conv1.weight"][i], params["conv1.bias"][i], stride=2, padding=2)
-        h = F.conv2d(F.relu(h), params["conv2.weight"][i], params["conv2.bias"][i], padding=1)
-        features.append(F.relu(F.max_pool2d(h, 2)).flatten(1))
+    features = [_member_features(params, x if x.ndim == 4 else x[i], i) for i in range(m)]
     return _dense_head(params, torch.stack(features), keep)  # stack: (M, B, F)
 
 
