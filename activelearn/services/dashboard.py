@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -371,9 +372,7 @@ def _compute_pool_view(
     bin_sums = tuple(
         float(s) for s in np.bincount(bin_index, weights=confidence, minlength=CONFIDENCE_BINS)
     )
-    threshold_edges, abstained, expected = abstention_curve(
-        list(zip(bin_counts, bin_sums, strict=True))
-    )
+    threshold_edges, abstained, expected = abstention_curve(bin_counts, bin_sums)
 
     stability = None
     if previous is not None:
@@ -457,7 +456,7 @@ def pool_view_from_json(
     """A PoolView from its stored form; the abstention curve is recomputed from the profile."""
     counts = tuple(int(c) for c in summary["confidence_counts"])
     sums = tuple(float(s) for s in summary["confidence_sums"])
-    thresholds, abstained, expected = abstention_curve(list(zip(counts, sums, strict=True)))
+    thresholds, abstained, expected = abstention_curve(counts, sums)
     histograms = {
         score: ScoreHistogram(
             score=score,
@@ -606,15 +605,15 @@ def backfill_pool_summaries(engine: Engine) -> list[int]:
 
 
 def abstention_curve(
-    profile: list[tuple[int, float]],
+    bin_counts: Sequence[int], bin_sums: Sequence[float]
 ) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float | None, ...]]:
-    """From per-bin (count, sum of confidence) on [0, 1], for thresholds at the bin edges:
+    """From per-bin counts and sums of confidence on [0, 1], for thresholds at the bin edges:
     the share of the pool abstained on (confidence below the threshold) and the expected accuracy
     on the rest (their mean confidence, which equals accuracy only for a calibrated model).
     """
-    bins = len(profile)
-    counts = np.array([c for c, _ in profile], dtype=np.float64)
-    sums = np.array([s for _, s in profile], dtype=np.float64)
+    bins = len(bin_counts)
+    counts = np.asarray(bin_counts, dtype=np.float64)
+    sums = np.asarray(bin_sums, dtype=np.float64)
     total = counts.sum()
     # Kept at threshold edge k: bins k..B-1 (threshold k / B).
     kept_counts = np.concatenate([np.cumsum(counts[::-1])[::-1], [0.0]])
