@@ -11,6 +11,7 @@ open pool sample and also scores the labeled pool samples, which it stores with 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -207,13 +208,32 @@ def delete_pool_summaries(session: Session, project_id: int) -> int:
 
 
 def confident_labeled_rows(
-    session: Session, round_id: int, *, min_confidence: float
+    session: Session,
+    round_id: int,
+    *,
+    min_confidence: float,
+    disagreeing_with: Sequence[str] | None = None,
 ) -> list[tuple[Any, ...]]:
     """Labeled samples the round scored (rank NULL) with ensemble confidence >= min_confidence:
 
     (sample_id, path, label, predicted_class, confidence, mean_probs, member_predictions).
     The label is the sample's label now, so a label fixed since the round is judged as fixed.
+    With `disagreeing_with` (the project's classes, in order), only samples whose predicted
+    class is not their label: the wide JSON columns of the agreeing majority are not read.
     """
+    conditions = [
+        SampleScore.round_id == round_id,
+        SampleScore.rank.is_(None),
+        Sample.status == "labeled",
+        SampleScore.confidence >= min_confidence,
+    ]
+    if disagreeing_with:
+        label_index = case(
+            {name: index for index, name in enumerate(disagreeing_with)},
+            value=Sample.label,
+            else_=-1,
+        )
+        conditions.append(SampleScore.predicted_class != label_index)
     rows = session.execute(
         select(
             SampleScore.sample_id,
@@ -225,12 +245,7 @@ def confident_labeled_rows(
             SampleScore.member_predictions,
         )
         .join(Sample, Sample.id == SampleScore.sample_id)
-        .where(
-            SampleScore.round_id == round_id,
-            SampleScore.rank.is_(None),
-            Sample.status == "labeled",
-            SampleScore.confidence >= min_confidence,
-        )
+        .where(*conditions)
         .order_by(SampleScore.confidence.desc(), SampleScore.sample_id)
     )
     return [tuple(row) for row in rows]

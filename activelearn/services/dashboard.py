@@ -829,7 +829,14 @@ def find_label_errors(
         _check_round(session, project, round_id)
         project_row = queries.get_project_by_id(session, project.id)
         classes = tuple(project_row.classes) if project_row is not None else ()
-        rows = dash_queries.confident_labeled_rows(session, round_id, min_confidence=min_confidence)
+        # A sample predicted as its own label has that label's probability >= its confidence,
+        # so it cannot be flagged while max_label_probability <= min_confidence: skip in SQL.
+        rows = dash_queries.confident_labeled_rows(
+            session,
+            round_id,
+            min_confidence=min_confidence,
+            disagreeing_with=classes if max_label_probability <= min_confidence else None,
+        )
     return flag_label_errors(
         rows,
         classes=classes,
