@@ -213,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     backup.add_argument("out", help="the backup file to write")
     backup.set_defaults(handler=cmd_backup)
 
-    cli_rounds.register(sub)
+    cli_rounds.register(sub, _add_common)
     return parser
 
 

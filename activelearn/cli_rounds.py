@@ -5,34 +5,19 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-DEFAULT_PROJECT = "demo"
 
-
-def _add_db(parser: argparse.ArgumentParser, *, project: bool) -> None:
-    parser.add_argument(
-        "--db",
-        default=None,
-        help="SQLAlchemy URL (default: $ACTIVELEARN_DB_URL or sqlite:///data/activelearn.db)",
-    )
-    parser.add_argument(
-        "--data-dir", default=None, help="caches and checkpoints folder (default: beside the db)"
-    )
-    if project:
-        parser.add_argument(
-            "--project", default=DEFAULT_PROJECT, help=f"project name (default: {DEFAULT_PROJECT})"
-        )
-
-
-def register(subparsers: Any) -> None:
-    """Add `train`, `worker` and `simulate` to the `activelearn` parser's subcommands."""
+def register(subparsers: Any, add_common: Callable[..., None]) -> None:
+    """Add `train`, `worker` and `simulate` to the `activelearn` parser's subcommands;
+    `add_common(parser, project=...)` adds the --db / --data-dir (/ --project) options."""
     from activelearn import worker
 
     train = subparsers.add_parser("train", help="queue a retraining round (a worker runs it)")
-    _add_db(train, project=True)
+    add_common(train, project=True)
     train.add_argument(
         "--wait", action="store_true", help="wait for the round, running it here if no worker is"
     )
@@ -78,7 +63,7 @@ def register(subparsers: Any) -> None:
         "--balanced-init", action="store_true", help="spread the initial labels over classes"
     )
     sim.add_argument("--out", default=None, help="CSV file, one row per round")
-    _add_db(sim, project=False)
+    add_common(sim, project=False)
     sim.add_argument(
         "--project",
         default=None,

@@ -11,7 +11,9 @@ import pytest
 from activelearn.cli import main
 from activelearn.core.acquisition import STRATEGIES
 from activelearn.simulate import CSV_COLUMNS, RoundRow, labels_to_reach
-from tests.services.test_rounds import one_torch_thread, write_manifest  # noqa: F401
+from tests.services.test_rounds import write_manifest
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def manifests(folder: Path) -> tuple[Path, Path]:

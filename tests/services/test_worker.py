@@ -18,7 +18,9 @@ from db import rounds as round_queries
 from db.engine import read_session, sqlite_integrity_check
 from db.models import SampleScore
 from tests.processes import round_row, start_worker, wait_for
-from tests.services.test_rounds import make_project, one_torch_thread, run_one  # noqa: F401
+from tests.services.test_rounds import make_project, run_one
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 LONG = {"epochs": 1000}  # long enough to be caught mid-training
 
