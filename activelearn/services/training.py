@@ -692,15 +692,7 @@ def _run_round(
             if row is None or row.status != "running" or row.worker != worker:
                 return "lost"
             if row.cancel_requested:
-                round_queries.finish_round(
-                    session,
-                    round_id,
-                    worker=worker,
-                    status="cancelled",
-                    now=utcnow(),
-                    error="cancelled by request",
-                )
-                return "cancelled"
+                return "cancelled"  # the RoundCancelled handler below marks it and cleans up
             round_queries.finish_round(
                 session,
                 round_id,
