@@ -97,6 +97,17 @@ def training_epochs(session: Session, round_id: int) -> list[tuple[int, int, flo
 # ---------------------------------------------------------------- pool scores
 
 
+POOL_SCORE_COLUMNS = (
+    "sample_id",
+    "mutual_information",
+    "predictive_entropy",
+    "expected_entropy",
+    "variance",
+    "confidence",
+    "predicted_class",
+)
+
+
 def pool_score_columns(session: Session, round_id: int) -> list[tuple[Any, ...]]:
     """(sample_id, mutual_information, predictive_entropy, expected_entropy, variance,
     confidence, predicted_class) of a round's pool (its ranked rows), by sample id.
@@ -109,15 +120,7 @@ def pool_score_columns(session: Session, round_id: int) -> list[tuple[Any, ...]]
     # Through the session's Connection: a Core result skips the ORM's per-row bookkeeping,
     # about a third of the read time at 100,000 rows.
     rows = session.connection().execute(
-        select(
-            SampleScore.sample_id,
-            SampleScore.mutual_information,
-            SampleScore.predictive_entropy,
-            SampleScore.expected_entropy,
-            SampleScore.variance,
-            SampleScore.confidence,
-            SampleScore.predicted_class,
-        )
+        select(*(getattr(SampleScore, name) for name in POOL_SCORE_COLUMNS))
         .where(SampleScore.round_id == round_id, SampleScore.rank.is_not(None))
         .order_by(SampleScore.sample_id)
     )

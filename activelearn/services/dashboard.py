@@ -228,15 +228,7 @@ POINT_FIELDS = (
     "predicted_class",
     "confidence",
 )
-_SCORE_ARRAYS = (
-    "sample_id",
-    "mutual_information",
-    "predictive_entropy",
-    "expected_entropy",
-    "variance",
-    "confidence",
-    "predicted_class",
-)
+_SCORE_ARRAYS = dash_queries.POOL_SCORE_COLUMNS  # the columns of pool_score_columns
 
 
 @dataclass(frozen=True)
