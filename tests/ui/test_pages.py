@@ -16,6 +16,7 @@ from activelearn.ui.app_pages import grid as grid_page
 from activelearn.ui.app_pages import label as label_page
 from activelearn.ui.components import md, ranking_badge
 from tests.conftest import png_bytes, write_images
+from tests.services.test_rounds import run_one
 from tests.ui.conftest import CLASSES, PAGES, new_app, signed_in
 
 
@@ -28,17 +29,6 @@ def shown_task(at: AppTest) -> object:
     held = at.session_state["label_task"]
     assert held is not None
     return held[2]
-
-
-def run_one_round(project: Project, data_dir: Path) -> None:
-    """A real (tiny) round, run synchronously as the worker would."""
-    from activelearn.services.training import run_round
-    from activelearn.worker import claim_round
-
-    info = project.request_round(requested_by="test")
-    claimed = claim_round(project.engine, worker="test")
-    assert claimed == info.id
-    assert run_round(project.engine, info.id, data_dir=data_dir, worker="test") == "succeeded"
 
 
 # ------------------------------------------------------------------ every page renders
@@ -173,7 +163,8 @@ def test_why_panel_and_grid_prefill_after_a_round(
     for _ in range(12):
         task = project.next_task("seed")
         project.submit(task.id, label=CLASSES[task.sample_id % 3], annotator="seed")
-    run_one_round(project, app_env.data_dir)
+    project.request_round(requested_by="test")
+    assert run_one(app_env, project) == "succeeded"
     at = signed_in("ana")
     task = shown_task(at)
     assert task.strategy == "bald" and task.rank == 1
@@ -318,14 +309,10 @@ def test_settings_and_retrain_now(
 def test_failed_round_is_explained_and_labeling_continues(
     app_env: Workspace, project: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from activelearn.services.training import run_round
-    from activelearn.worker import claim_round
-
     monkeypatch.setattr(rounds, "ensure_worker", lambda ws, **_: False)
     # No labels at all: the round cannot train and fails with a reason.
     info = project.request_round()
-    assert claim_round(project.engine, worker="test") == info.id
-    assert run_round(project.engine, info.id, data_dir=app_env.data_dir, worker="test") == "failed"
+    assert run_one(app_env, project) == "failed"
     at = signed_in("ana")
     warnings = [w.value for w in at.warning]
     assert any(f"Round {info.id} failed" in text for text in warnings), warnings
