@@ -1,0 +1,78 @@
+"""TypiClust and auto: typicality by hand, cluster choice, explanations, the switch to BALD."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from activelearn.core.typicality import (
+    SELECTORS,
+    SelectionContext,
+    auto_select,
+    kmeans,
+    typicality,
+    typiclust_select,
+)
+
+
+def test_typicality_matches_a_hand_computation() -> None:
+    points = torch.tensor([[0.0], [1.0], [3.0]])
+    # k=1: nearest distances 1, 1, 2
+    torch.testing.assert_close(typicality(points, k=1), torch.tensor([1.0, 1.0, 0.5]))
+    # k=2: mean distances (1+3)/2, (1+2)/2, (2+3)/2
+    torch.testing.assert_close(typicality(points, k=2), torch.tensor([0.5, 2 / 3, 0.4]))
+
+
+def _two_blobs() -> torch.Tensor:
+    """30 points around (0, 0) with (0, 0) itself at index 0; 10 around (10, 10), index 30."""
+    gen = torch.Generator().manual_seed(0)
+    big = torch.cat([torch.zeros(1, 2), torch.randn(29, 2, generator=gen) * 0.5])
+    small = torch.cat([torch.full((1, 2), 10.0), 10.0 + torch.randn(9, 2, generator=gen) * 0.5])
+    return torch.cat([big, small])
+
+
+def test_kmeans_separates_far_blobs() -> None:
+    ids = kmeans(_two_blobs(), 2, seed=0)
+    assert len(set(ids[:30].tolist())) == 1 and len(set(ids[30:].tolist())) == 1
+    assert ids[0] != ids[30]
+
+
+def test_typiclust_picks_the_centre_of_the_largest_uncovered_cluster_first() -> None:
+    points = _two_blobs()
+    context = SelectionContext(
+        points, torch.zeros(40, dtype=torch.bool), count=2, n_classes=2, seed=0
+    )
+    picked = typiclust_select(context, min_cluster_size=1)
+    centre_big = int(typicality(points[:30]).argmax())
+    centre_small = 30 + int(typicality(points[30:]).argmax())
+    assert picked.indices == [centre_big, centre_small]
+    assert picked.reasons == [
+        "most typical of an unlabeled cluster of 30 images",
+        "most typical of an unlabeled cluster of 10 images",
+    ]
+
+
+def test_typiclust_prefers_the_cluster_without_labels() -> None:
+    points = _two_blobs()
+    labeled = torch.zeros(40, dtype=torch.bool)
+    labeled[:3] = True
+    # labeled + count = 4 clusters: the big blob splits, the small one stays whole and uncovered
+    picked = typiclust_select(SelectionContext(points, labeled, 1, 2, 0), min_cluster_size=1)
+    assert picked.indices[0] not in (0, 1, 2)
+    assert "unlabeled cluster" in picked.reasons[0]
+
+
+def test_auto_switches_from_typicality_to_bald() -> None:
+    points = _two_blobs()
+    labeled = torch.zeros(40, dtype=torch.bool)
+    probs = torch.full((2, 40, 2), 0.5)
+    probs[0, 7] = torch.tensor([0.99, 0.01])
+    probs[1, 7] = torch.tensor([0.01, 0.99])  # members disagree only on sample 7
+    few = auto_select(SelectionContext(points, labeled, 1, 2, 0, probs=probs))
+    assert few.reasons[0].startswith("most typical")
+    labeled[[0, 1, 30, 31, 32, 33]] = True  # 3 per class
+    many = auto_select(SelectionContext(points, labeled, 1, 2, 0, probs=probs))
+    assert many.indices == [7] and "mutual information" in many.reasons[0]
+    assert set(SELECTORS) >= {"typiclust", "auto"}
+    with pytest.raises(ValueError, match="probabilities"):
+        SELECTORS["bald"](SelectionContext(points, labeled, 1, 2, 0))
