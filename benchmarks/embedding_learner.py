@@ -103,7 +103,7 @@ def simulate(
             pool=graph,
             pool_index=index,
         )
-        probs = model.predict_proba(pool_emb)
+        probs = model.predict_pool(graph)
         seconds = time.perf_counter() - started
         test_probs = model.predict_proba(test_emb).mean(0).double()
         ece, _ = expected_calibration_error(test_probs, test_y)
@@ -171,7 +171,7 @@ def round_time_100k(
     index = torch.randperm(100_000, generator=gen)[:labels]
     started = time.perf_counter()
     model = learner.fit(emb[index], y[index], n_classes=10, seed=0, pool=graph, pool_index=index)
-    model.predict_proba(emb)
+    model.predict_pool(graph)
     return built, time.perf_counter() - started
 
 

@@ -81,11 +81,13 @@ class EmbeddingEnsemble:
     def n_classes(self) -> int:
         return int(self.params["out_bias"].shape[-1])
 
-    def logits(self, x: Tensor, *, keep: Tensor | None = None) -> Tensor:
+    def logits(
+        self, x: Tensor, *, keep: Tensor | None = None, normalized: bool = False
+    ) -> Tensor:
         """x (N, D) or per member (M, N, D) -> (M, N, C); keep: (M, 1, D) dropout mask or None."""
         p = self.params
         h = x.unsqueeze(0).expand(p["out_weight"].shape[0], -1, -1) if x.ndim == 2 else x
-        h = F.normalize(h, dim=-1) * self.config.logit_scale
+        h = (h if normalized else F.normalize(h, dim=-1)) * self.config.logit_scale
         if keep is not None:
             h = h * keep
         if "hidden_weight" in p:
@@ -254,6 +256,7 @@ class EmbeddingLearner:
             rows_t = torch.cat([rows_t, pool_t], dim=1)
             rows_w = torch.cat([rows_w, pool_w], dim=1)
 
+        rows_x = F.normalize(rows_x, dim=-1)  # once, not per step
         params = self._init_params(d, n_classes, gen)
         model = EmbeddingEnsemble(cfg, params)
         adam = _Adam(list(params.values()), lr=cfg.learning_rate)
@@ -264,7 +267,7 @@ class EmbeddingLearner:
                 # the members' use of the embedding's dimensions
                 keep = (torch.rand(m, 1, d, generator=gen) >= cfg.dropout).float()
                 keep /= 1.0 - cfg.dropout
-            logits = model.logits(rows_x, keep=keep)  # (M, R, C)
+            logits = model.logits(rows_x, keep=keep, normalized=True)  # (M, R, C)
             loss_rows = -(rows_t * logits.log_softmax(-1)).sum(-1)  # (M, R)
             loss = (loss_rows * rows_w).sum() / m
             decay = sum((w**2).sum() for k, w in params.items() if k.endswith("weight"))

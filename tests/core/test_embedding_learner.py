@@ -17,6 +17,8 @@ from activelearn.core.embedding_learner import (
 )
 from activelearn.core.knn_graph import build_pool_graph
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 @pytest.fixture(scope="module")
 def digits() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

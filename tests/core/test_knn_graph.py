@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from activelearn.core.knn_graph import build_pool_graph, nearest_neighbors, spread_labels
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_nearest_neighbors_excludes_self_and_sorts_by_cosine() -> None:

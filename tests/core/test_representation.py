@@ -26,6 +26,8 @@ from activelearn.core.representation import (
 
 ROOT = Path(__file__).resolve().parents[2]
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def test_nt_xent_matches_a_hand_computation() -> None:
     # views a1=(1,0), b1=(0,1); twins a2=(1,0), b2=(0,-1); tau = 1.

@@ -14,6 +14,8 @@ from activelearn.core.typicality import (
     typiclust_select,
 )
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def test_typicality_matches_a_hand_computation() -> None:
     points = torch.tensor([[0.0], [1.0], [3.0]])
