@@ -81,9 +81,7 @@ class EmbeddingEnsemble:
     def n_classes(self) -> int:
         return int(self.params["out_bias"].shape[-1])
 
-    def logits(
-        self, x: Tensor, *, keep: Tensor | None = None, normalized: bool = False
-    ) -> Tensor:
+    def logits(self, x: Tensor, *, keep: Tensor | None = None, normalized: bool = False) -> Tensor:
         """x (N, D) or per member (M, N, D) -> (M, N, C); keep: (M, 1, D) dropout mask or None."""
         p = self.params
         h = x.unsqueeze(0).expand(p["out_weight"].shape[0], -1, -1) if x.ndim == 2 else x

@@ -78,3 +78,17 @@ def test_auto_switches_from_typicality_to_bald() -> None:
     assert set(SELECTORS) >= {"typiclust", "auto"}
     with pytest.raises(ValueError, match="probabilities"):
         SELECTORS["bald"](SelectionContext(points, labeled, 1, 2, 0))
+
+
+def test_diverse_bald_takes_one_sample_per_cluster() -> None:
+    points = _two_blobs()
+    labeled = torch.zeros(40, dtype=torch.bool)
+    probs = torch.full((2, 40, 2), 0.5)
+    for index, gap in ((3, 0.49), (4, 0.45), (35, 0.3)):  # MI: 3 > 4 > 35
+        probs[0, index] = torch.tensor([0.5 + gap, 0.5 - gap])
+        probs[1, index] = torch.tensor([0.5 - gap, 0.5 + gap])
+    context = SelectionContext(points, labeled, 2, 2, 0, probs=probs)
+    assert SELECTORS["bald"](context).indices == [3, 4]  # top-k: both from the big blob
+    picked = SELECTORS["diverse_bald"](context)
+    assert picked.indices == [3, 35]
+    assert "cluster of 30 images" in picked.reasons[0]
