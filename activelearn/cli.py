@@ -1,4 +1,4 @@
-"""The `activelearn` command: demo, import, status, export, backup (and train, worker, simulate)."""
+"""The `activelearn` command: demo, import, status, export, backup, train, worker, user, ..."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from activelearn import cli_rounds
+from activelearn import cli_rounds, cli_users
 from activelearn.errors import ActivelearnError
 from activelearn.services import export
 from activelearn.services.workspace import DEMO_PROJECT, Project, Workspace
@@ -214,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     backup.set_defaults(handler=cmd_backup)
 
     cli_rounds.register(sub, _add_common)
+    cli_users.register(sub, _add_common)
     return parser
 
 

@@ -32,11 +32,16 @@ class InvalidAnnotator(ActivelearnError):
 
 
 class NotAllowed(ActivelearnError):
-    """The annotator is not on the project's allow-list."""
+    """The acting user may not do this: not on the project's allow-list, or the action needs
+    the lead role."""
 
 
 class ImportFailed(ActivelearnError):
     """The whole source could not be read (missing folder, CSV without a path column, ...)."""
+
+
+class OutsideImportRoots(ImportFailed):
+    """A server path given through the browser resolves outside the configured import roots."""
 
 
 class NothingToUndo(ActivelearnError):
@@ -53,3 +58,11 @@ class InvalidSetting(ActivelearnError):
 
 class NothingToExport(ActivelearnError):
     """An export was asked for before there is anything to export (no round, no checkpoint)."""
+
+
+class LoginFailed(ActivelearnError):
+    """Wrong name or password (the message never says which)."""
+
+
+class LoginThrottled(LoginFailed):
+    """Too many failed log-ins for this name: try again later."""

@@ -232,3 +232,58 @@ class SampleScore(Base):
     # What the queue orders by (higher first): the strategy's score, or a rank-derived value
     # for batch strategies.
     priority: Mapped[float] = mapped_column(Float)
+
+
+# ---------------------------------------------------------------- people, log-in and the audit log
+
+
+class User(Base):
+    """A person with a role on this server: lead or annotator. A password is optional (OIDC
+    users log in through their identity provider). While no lead exists the server is in open
+    mode."""
+
+    __tablename__ = "users"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))  # lead | annotator
+    password_hash: Mapped[str | None] = mapped_column(Text)  # argon2id, encoded with its salt
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class LoginSession(Base):
+    """A browser's log-in: only the SHA-256 of its random token is stored."""
+
+    __tablename__ = "login_sessions"
+    __table_args__ = (Index("ix_login_sessions_user", "user_name"),)
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))  # password | open (a typed name, open mode)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class LoginThrottle(Base):
+    """Failed password attempts per typed name (whether or not the account exists)."""
+
+    __tablename__ = "login_throttle"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    last_failure: Mapped[datetime] = mapped_column(DateTime)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class AuditEntry(Base):
+    """One lead action: who, what, when. No foreign key: the log outlives what it names."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_project", "project_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(64))
+    project_id: Mapped[int | None] = mapped_column(Integer)
+    project_name: Mapped[str | None] = mapped_column(String(200))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

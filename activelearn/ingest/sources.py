@@ -41,6 +41,7 @@ ZIP_MAX_MEMBERS: int = 200_000
 
 _DEFAULT_ZIP_NAME = "upload.zip"
 _ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")
+ZIP_SIGNATURES = _ZIP_SIGNATURES  # a file starting with one of these is read as a zip
 _LITTER = frozenset({"__macosx", "thumbs.db", "desktop.ini"})
 _UNSAFE_IN_ZIP = "unsafe path in zip (escapes the archive)"
 _NESTED_ZIP = "nested zip archives are not imported"
@@ -200,6 +201,18 @@ def scan_manifest(path: str | Path) -> SourceScan:
     Relative paths are resolved against the CSV's folder. The file must be UTF-8 (a BOM is fine);
     comma, semicolon and tab separators are recognised by where the 'path' header is found.
     """
+    manifest, rows, classes = _read_manifest(path)
+    return SourceScan(kind="manifest", classes=classes, items=_manifest_items(manifest, rows))
+
+
+def manifest_targets(path: str | Path) -> list[str]:
+    """The file each row of a manifest names, as the import would open it. Nothing but the CSV
+    itself is read: the import roots check sees these before any image is opened."""
+    manifest, rows, _classes = _read_manifest(path)
+    return [_row_target(manifest.parent, row) for row in rows if row.path]
+
+
+def _read_manifest(path: str | Path) -> tuple[Path, list[_ManifestRow], list[str]]:
     manifest = Path(path).expanduser()
     if not manifest.exists():
         raise SourceError(f"manifest not found: {manifest}")
@@ -214,7 +227,15 @@ def scan_manifest(path: str | Path) -> SourceScan:
     if len(raw) > MAX_MANIFEST_BYTES:
         raise SourceError(f"{manifest.name} is too large (limit {MAX_MANIFEST_BYTES // 2**20} MiB)")
     rows, classes = _parse_manifest(raw, name=manifest.name)
-    return SourceScan(kind="manifest", classes=classes, items=_manifest_items(manifest, rows))
+    return manifest, rows, classes
+
+
+def _row_target(folder: Path, row: _ManifestRow) -> str:
+    target = os.path.abspath(folder / row.path)
+    if "\\" in row.path and os.sep == "/" and not os.path.lexists(target):
+        # A manifest written on Windows: "images\cat\a.png".
+        target = os.path.abspath(folder / row.path.replace("\\", "/"))
+    return target
 
 
 def _manifest_items(manifest: Path, rows: list[_ManifestRow]) -> Iterator[SourceItem]:
@@ -224,11 +245,7 @@ def _manifest_items(manifest: Path, rows: list[_ManifestRow]) -> Iterator[Source
             shown = os.path.abspath(folder / row.path) if row.path else str(manifest)
             yield SourceItem(shown, None, row.label, row.split, row.error)
             continue
-        target = os.path.abspath(folder / row.path)
-        if "\\" in row.path and os.sep == "/" and not os.path.lexists(target):
-            # A manifest written on Windows: "images\cat\a.png".
-            target = os.path.abspath(folder / row.path.replace("\\", "/"))
-        yield _file_item(target, label=row.label, split=row.split)
+        yield _file_item(_row_target(folder, row), label=row.label, split=row.split)
 
 
 def _parse_manifest(raw: bytes, *, name: str) -> tuple[list[_ManifestRow], list[str]]:

@@ -841,18 +841,29 @@ def send_back_for_review(project: Project, sample_id: int, *, by: str) -> int:
     """Withdraw every live label of a sample (kept as superseded history) so that it returns to
     the labeling queue; an audit sample goes back to the pool. Returns the labels withdrawn.
 
-    The schema has no column for who withdrew a label, so `by` goes to the log.
+    Leads only; the audit log records who sent it back.
     """
+    from activelearn.services import access
     from activelearn.services.workspace import utcnow, validate_annotator
 
     name = validate_annotator(by)
 
     def work(session: Session) -> int:
+        access.require_lead(session, project.workspace.user, "send labels back for review")
         sample = queries.get_sample(session, int(sample_id))
         if sample is None or sample.project_id != project.id:
             raise UnknownTask(f"no sample {sample_id} in project {project.name!r}")
         withdrawn = dash_queries.supersede_live_annotations(session, sample.id, utcnow())
         queries.refresh_sample_label(session, sample.id)
+        access.audit(
+            session,
+            project.workspace.user,
+            "send back for review",
+            project=project,
+            sample_id=sample.id,
+            withdrawn=withdrawn,
+            by=name,
+        )
         return withdrawn
 
     withdrawn = with_write_retry(project.engine, work)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from activelearn.errors import NothingToExport
+from activelearn.services.access import lead_export
 from activelearn.services.workspace import SCORE_FIELDS
 from db import dashboard as dash_queries
 from db import queries
@@ -46,10 +47,12 @@ def labels_frame(project: Project) -> pd.DataFrame:
     return frame
 
 
+@lead_export("labels csv")
 def labels_csv_bytes(project: Project) -> bytes:
     return labels_frame(project).to_csv(index=False, date_format="%Y-%m-%dT%H:%M:%S.%f").encode()
 
 
+@lead_export("labels jsonl")
 def labels_jsonl_bytes(project: Project) -> bytes:
     """One JSON object per line; labeled_at as ISO 8601 (UTC, no offset, as stored)."""
     frame = labels_frame(project)
@@ -91,6 +94,7 @@ def read_labels_jsonl(data: bytes) -> pd.DataFrame:
     return frame
 
 
+@lead_export("labels csv+jsonl")
 def write_labels(project: Project, folder: str | Path) -> list[Path]:
     """labels.csv and labels.jsonl in `folder`."""
     target = Path(folder)
@@ -153,6 +157,7 @@ def _image_folder_manifest(entries: list[tuple[Path, str]], folders: dict[str, s
     ).encode("utf-8")
 
 
+@lead_export("imagefolder")
 def write_image_folder(project: Project, folder: str | Path) -> ImageFolderReport:
     target = Path(folder)
     entries, folders = _image_folder_entries(project)
@@ -171,6 +176,7 @@ def write_image_folder(project: Project, folder: str | Path) -> ImageFolderRepor
     return ImageFolderReport(written=written, missing=tuple(missing), class_folders=folders)
 
 
+@lead_export("imagefolder zip")
 def image_folder_zip_bytes(project: Project) -> bytes:
     """The ImageFolder layout in a ZIP (images stored, not recompressed)."""
     entries, folders = _image_folder_entries(project)
@@ -242,10 +248,12 @@ def predictions_frame(project: Project, round_id: int | None = None) -> pd.DataF
     return frame
 
 
+@lead_export("predictions csv")
 def predictions_csv_bytes(project: Project, round_id: int | None = None) -> bytes:
     return predictions_frame(project, round_id).to_csv(index=False).encode("utf-8")
 
 
+@lead_export("predictions parquet")
 def predictions_parquet_bytes(project: Project, round_id: int | None = None) -> bytes:
     buffer = io.BytesIO()
     predictions_frame(project, round_id).to_parquet(buffer, index=False)
@@ -298,6 +306,7 @@ def _checkpoint_extras(project: Project, round_id: int) -> bytes:
     ).encode("utf-8")
 
 
+@lead_export("checkpoint")
 def write_checkpoint(project: Project, folder: str | Path) -> Path:
     """Copy model.safetensors and config.json (only those: never a pickle) plus classes.json."""
     round_id, source = latest_checkpoint(project)
@@ -309,6 +318,7 @@ def write_checkpoint(project: Project, folder: str | Path) -> Path:
     return target
 
 
+@lead_export("checkpoint zip")
 def checkpoint_zip_bytes(project: Project) -> bytes:
     round_id, source = latest_checkpoint(project)
     buffer = io.BytesIO()

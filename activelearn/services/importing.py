@@ -19,14 +19,18 @@ from activelearn.errors import ImportFailed
 from activelearn.ingest.cache import TensorCache
 from activelearn.ingest.decode import DecodedImage, ImageRejected, decode_image
 from activelearn.ingest.demo import demo_images
+from activelearn.ingest.roots import confine, confine_all
 from activelearn.ingest.sources import (
+    ZIP_SIGNATURES,
     SourceError,
     SourceItem,
     SourceScan,
+    manifest_targets,
     scan_manifest,
     scan_source,
     scan_zip,
 )
+from activelearn.services import access
 from activelearn.types import ImportReport
 from db import queries
 from db.engine import read_session, with_write_retry
@@ -85,22 +89,34 @@ class _Report:
 
 
 def import_source(project: Project, path: str | Path, *, add_classes: bool = False) -> ImportReport:
-    """A folder, a CSV manifest or a zip, told apart by content."""
-    try:
-        scan = scan_source(path)
-    except SourceError as error:
-        raise ImportFailed(str(error)) from error
-    return _run(project, scan, add_classes=add_classes, copy_files=scan.kind == "zip")
+    """A folder, a CSV manifest or a zip, told apart by content (leads only)."""
+    with access.lead_action(
+        project.workspace, "import", "import images", project=project, source=str(path)
+    ) as log:
+        source = _confined(project, path, manifest=None)
+        try:
+            scan = scan_source(source)
+        except SourceError as error:
+            raise ImportFailed(str(error)) from error
+        report = _run(project, scan, add_classes=add_classes, copy_files=scan.kind == "zip")
+        log.update(_counts(report, scan.kind))
+    return report
 
 
 def import_manifest(
     project: Project, path: str | Path, *, add_classes: bool = False
 ) -> ImportReport:
-    try:
-        scan = scan_manifest(path)
-    except SourceError as error:
-        raise ImportFailed(str(error)) from error
-    return _run(project, scan, add_classes=add_classes, copy_files=False)
+    with access.lead_action(
+        project.workspace, "import", "import images", project=project, source=str(path)
+    ) as log:
+        source = _confined(project, path, manifest=True)
+        try:
+            scan = scan_manifest(source)
+        except SourceError as error:
+            raise ImportFailed(str(error)) from error
+        report = _run(project, scan, add_classes=add_classes, copy_files=False)
+        log.update(_counts(report, "manifest"))
+    return report
 
 
 def import_zip(
@@ -110,11 +126,53 @@ def import_zip(
     name: str = "upload.zip",
     add_classes: bool = False,
 ) -> ImportReport:
-    try:
-        scan = scan_zip(data, name=name)
-    except SourceError as error:
-        raise ImportFailed(str(error)) from error
-    return _run(project, scan, add_classes=add_classes, copy_files=True)
+    """A zip, given as bytes (an upload: never subject to the import roots) or a path."""
+    shown = name if isinstance(data, bytes) else str(data)
+    with access.lead_action(
+        project.workspace, "import", "import images", project=project, source=shown
+    ) as log:
+        if not isinstance(data, bytes):
+            data = _confined(project, data, manifest=False)
+        try:
+            scan = scan_zip(data, name=name)
+        except SourceError as error:
+            raise ImportFailed(str(error)) from error
+        report = _run(project, scan, add_classes=add_classes, copy_files=True)
+        log.update(_counts(report, "zip"))
+    return report
+
+
+def _counts(report: ImportReport, kind: str) -> dict[str, object]:
+    return {
+        "kind": kind,
+        "accepted": len(report.accepted),
+        "duplicates": len(report.duplicates),
+        "rejected": len(report.rejected),
+    }
+
+
+def _confined(project: Project, path: str | Path, *, manifest: bool | None) -> str | Path:
+    """`path` itself when the workspace has no import roots; otherwise `path` resolved inside
+    them, and for a manifest (or a file that is not a folder or zip, which import_source reads
+    as one) every file it names checked too, before any of them is opened."""
+    roots = project.workspace.import_roots
+    if roots is None:
+        return path
+    source = confine(path, roots)
+    if manifest is None:
+        if source.is_dir():
+            return source
+        try:
+            with source.open("rb") as handle:
+                manifest = handle.read(4) not in ZIP_SIGNATURES
+        except OSError as error:
+            raise ImportFailed(f"cannot read {path}: {error.strerror or error}") from error
+    if manifest:
+        try:
+            confine_all(manifest_targets(source), roots)
+        except SourceError as error:
+            raise ImportFailed(str(error)) from error
+    return source
 
 
 def import_demo(project: Project) -> ImportReport:

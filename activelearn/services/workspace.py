@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import random
 import re
@@ -25,6 +26,7 @@ from activelearn.errors import (
     UnknownLabel,
     UnknownTask,
 )
+from activelearn.services import access
 from activelearn.services.settings import ProjectSettings
 from activelearn.types import ImportReport, LabelRecord, ProjectStatus, RoundInfo, Task
 from db import queries
@@ -90,22 +92,75 @@ def validate_annotator(annotator: str) -> str:
     return name
 
 
+def _bound_user(user: str | None) -> str | None:
+    if user is None or user == access.ANONYMOUS:
+        return user
+    return validate_annotator(user)
+
+
+def _jsonable(value: Any) -> Any:
+    return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
+
+
 class Workspace:
-    """A database (SQLite file by default, or any SQLAlchemy URL) and its data folder."""
+    """A database (SQLite file by default, or any SQLAlchemy URL) and its data folder.
+
+    `user`: who acts through this workspace (see activelearn.services.access): None is the
+    local operator (the CLI, a script), who may do everything; the app binds the logged-in user.
+    `import_roots`: when given, every folder and manifest imported (and each file a manifest
+    names) must resolve inside one of these folders; None (the default) imports from anywhere.
+    """
 
     def __init__(
         self,
         url: str | None = None,
         *,
+        user: str | None = None,
         data_dir: str | Path | None = None,
         migrate: bool = True,
+        import_roots: list[str | Path] | None = None,
     ) -> None:
         self.url = url or default_url(Path(data_dir) if data_dir is not None else None)
         self.data_dir = resolve_data_dir(self.url, data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.user: str | None = _bound_user(user)
+        self.import_roots: list[Path] | None = (
+            None if import_roots is None else [Path(root) for root in import_roots]
+        )
         self.engine: Engine = make_engine(self.url)
         if migrate:
             upgrade(self.engine)
+
+    def as_user(self, user: str | None) -> Workspace:
+        """The same database (one shared engine) acting as `user`: cheap, e.g. per request."""
+        view = copy.copy(self)
+        view.user = _bound_user(user)
+        return view
+
+    # ------------------------------------------------------------ people (services.access)
+
+    def set_role(self, user: str, role: str) -> None:
+        """Register `user` as 'lead' or 'annotator' (or change their role). The first lead ends
+        open mode: from then on only registered people may act, each within their role."""
+        access.set_role(self, user, role)
+
+    def remove_user(self, user: str) -> bool:
+        return access.remove_user(self, user)
+
+    def roles(self) -> dict[str, str]:
+        """{name: role} of every registered person."""
+        return access.roles(self)
+
+    def role(self, user: str | None = None) -> str | None:
+        """The effective role of `user` (default: the bound user); 'lead' in open mode."""
+        return access.role_of(self, self.user if user is None else user)
+
+    def set_password(self, user: str, password: str) -> None:
+        access.set_password(self, user, password)
+
+    def audit_log(self) -> pd.DataFrame:
+        """Lead actions, newest first: at, actor, action, project, detail (leads only)."""
+        return access.audit_log(self)
 
     def create_project(
         self,
@@ -113,7 +168,10 @@ class Workspace:
         classes: list[str],
         *,
         settings: dict[str, Any] | None = None,
+        audited: bool = True,
     ) -> Project:
+        """A new project (leads only once a lead exists). `audited=False` is for the built-in
+        demo, which the app creates on an empty database whoever opens it first."""
         name = (name or "").strip()
         if not name or len(name) > 200:
             raise InvalidClasses("a project needs a name of 1 to 200 characters")
@@ -121,11 +179,17 @@ class Workspace:
         config = ProjectSettings.from_json(settings).validate()
 
         def work(session: Session) -> int:
+            if audited:
+                access.require_lead(session, self.user, "create projects")
             if queries.get_project(session, name) is not None:
                 raise ProjectExists(f"a project named {name!r} already exists")
             project = queries.add_project(
                 session, name=name, classes=class_list, settings=config.to_json(), now=utcnow()
             )
+            if audited:
+                access.audit(
+                    session, self.user, "create project", project_name=name, classes=class_list
+                )
             return project.id
 
         try:
@@ -157,7 +221,9 @@ class Workspace:
 
             try:
                 # The demo ships a gold test split, so no audit share is needed for evaluation.
-                project = self.create_project(name, DEMO_CLASSES, settings={"audit_share": 0.0})
+                project = self.create_project(
+                    name, DEMO_CLASSES, settings={"audit_share": 0.0}, audited=False
+                )
             except ProjectExists:
                 project = self.project(name)
         if project.status().n_samples == 0:
@@ -210,8 +276,16 @@ class Project:
 
     def update_settings(self, **changes: Any) -> ProjectSettings:
         def work(session: Session) -> ProjectSettings:
+            access.require_lead(session, self.workspace.user, "change settings")
             new = ProjectSettings.from_json(self._row(session).settings).updated(**changes)
             queries.update_project(session, self.id, settings=new.to_json())
+            access.audit(
+                session,
+                self.workspace.user,
+                "change settings",
+                project=self,
+                changes={key: _jsonable(value) for key, value in changes.items()},
+            )
             return new
 
         return with_write_retry(self.engine, work)
@@ -220,10 +294,12 @@ class Project:
         """Append classes (existing names are ignored); returns the full ordered list."""
 
         def work(session: Session) -> list[str]:
+            access.require_lead(session, self.workspace.user, "add classes")
             current = list(self._row(session).classes)
             added = [name.strip() for name in names if name.strip() not in current]
             merged = validate_classes(current + list(dict.fromkeys(added)))
             queries.update_project(session, self.id, classes=merged)
+            access.audit(session, self.workspace.user, "add classes", project=self, added=added)
             return merged
 
         return with_write_retry(self.engine, work)
@@ -257,8 +333,9 @@ class Project:
 
     # ------------------------------------------------------------ the queue
 
-    def _check_annotator(self, session: Session, annotator: str) -> str:
+    def _check_annotator(self, session: Session, annotator: str, action: str = "label") -> str:
         name = validate_annotator(annotator)
+        access.check_acts_as(session, self.workspace.user, name, action)
         allowed = ProjectSettings.from_json(self._row(session).settings).allowed_annotators
         if allowed and name not in allowed:
             raise NotAllowed(f"{name!r} is not on the annotator list of project {self.name!r}")
@@ -557,7 +634,7 @@ class Project:
         """Change the annotator's label of a sample (the old one is kept as superseded)."""
 
         def work(session: Session) -> None:
-            name = self._check_annotator(session, annotator)
+            name = self._check_annotator(session, annotator, "correct")
             value = self._check_label(session, label)
             sample = queries.get_sample(session, int(sample_id))
             if sample is None or sample.project_id != self.id:
@@ -578,6 +655,17 @@ class Project:
                 now=now,
             )
             queries.refresh_sample_label(session, sample.id)
+            if name != self.workspace.user and self.workspace.user is not None:
+                access.audit(
+                    session,
+                    self.workspace.user,
+                    "correct label",
+                    project=self,
+                    sample_id=sample.id,
+                    annotator=name,
+                    label=value,
+                    previous=None if previous is None else previous.label,
+                )
 
         with_write_retry(self.engine, work)
 
@@ -631,15 +719,25 @@ class Project:
     # ------------------------------------------------------------ rounds (services.rounds)
 
     def request_round(self, *, requested_by: str | None = None) -> RoundInfo:
-        """Queue a retraining round; returns the queued or already running one."""
+        """Queue a retraining round; returns the queued or already running one (leads only)."""
         from activelearn.services import rounds
 
-        return rounds.request_round(self, requested_by=requested_by)
+        with access.lead_action(
+            self.workspace, "request round", "start rounds", project=self
+        ) as log:
+            info = rounds.request_round(self, requested_by=requested_by)
+            log["round_id"] = info.id
+        return info
 
     def cancel_round(self, round_id: int | None = None) -> RoundInfo | None:
         from activelearn.services import rounds
 
-        return rounds.cancel_round(self, round_id)
+        with access.lead_action(
+            self.workspace, "cancel round", "cancel rounds", project=self
+        ) as log:
+            info = rounds.cancel_round(self, round_id)
+            log["round_id"] = None if info is None else info.id
+        return info
 
     def rounds(self) -> list[RoundInfo]:
         from activelearn.services import rounds
