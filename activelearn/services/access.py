@@ -426,7 +426,7 @@ def open_session(ws: Workspace, name: str) -> str:
 def session_user(ws: Workspace, token: str | None, *, now: datetime | None = None) -> str | None:
     """The user a session token belongs to; None when unknown, expired or logged out, when an
     open-mode token meets a server that has leads, or when its account was removed."""
-    if not token or len(token) > 200:
+    if not isinstance(token, str) or not token or len(token) > 200:
         return None
     now = now or utcnow()
     with read_session(ws.engine) as session:

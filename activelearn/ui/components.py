@@ -205,20 +205,41 @@ def sidebar_identity() -> None:
     name = state.annotator()
     if name is None:
         return
-    st.sidebar.caption(f"Labeling as **{md(name)}**")
+    role = state.role()
+    suffix = "" if state.open_mode() or role is None else f" ({role})"
+    st.sidebar.caption(f"Labeling as **{md(name)}**{suffix}")
     if state.logged_in_user() is not None:
         st.sidebar.button("Log out", key="logout", on_click=st.logout)
-    else:
+    elif state.open_mode():
         st.sidebar.button(
             "Change annotator", key="annotator_change", on_click=state.forget_annotator
         )
+    else:
+        st.sidebar.button("Log out", key="logout", on_click=state.forget_annotator)
 
 
 def require_annotator() -> str:
-    """The annotator's name; until there is one, ask for it and stop the page."""
+    """The acting user's name; until there is one, ask for it (a name in open mode, a log-in
+    once the server has leads) and stop the page."""
     name = state.annotator()
-    if name:
+    if name and (state.open_mode() or state.role() is not None):
         return name
+    if name:
+        st.warning(
+            f"You are logged in as {md(name)}, but this server does not know you yet: ask a "
+            "project lead to add you.",
+            icon=":material/lock:",
+        )
+        st.stop()
+    if state.open_mode():
+        _name_form()
+    else:
+        _login_form()
+    st.stop()
+    raise AssertionError("unreachable")  # st.stop() raises; this keeps the type checker honest
+
+
+def _name_form() -> None:
     st.subheader("Who is labeling?")
     if state.login_configured():
         st.button("Log in", key="login", type="primary", on_click=st.login)
@@ -237,15 +258,33 @@ def require_annotator() -> str:
             state.set_annotator(validate_annotator(typed))
         except InvalidAnnotator:
             st.error("Please type a name (printable characters only).")
+        except ActivelearnError as error:
+            show_error(error)
         else:
             st.rerun()
-    st.stop()
-    raise AssertionError("unreachable")  # st.stop() raises; this keeps the type checker honest
+
+
+def _login_form() -> None:
+    st.subheader("Log in")
+    if state.login_configured():
+        st.button("Log in with your organisation", key="login", on_click=st.login)
+    with st.form("login_form", border=False, width=420, clear_on_submit=True):
+        typed = st.text_input("Name", key="login_name", max_chars=200)
+        password = st.text_input("Password", key="login_password", type="password")
+        submitted = st.form_submit_button("Log in", key="login_submit", type="primary")
+    if submitted:
+        try:
+            state.log_in(typed, password)
+        except ActivelearnError as error:
+            show_error(error)
+        else:
+            st.rerun()
 
 
 def page_start(title: str) -> tuple[Workspace, Project | None]:
     """Sidebar (project switcher, who is labeling) and the page title."""
     ws = state.workspace()
+    state.write_cookie()
     project = state.project_picker(ws)
     sidebar_identity()
     st.title(title)

@@ -26,6 +26,8 @@ def app_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Workspa
     data_dir = tmp_path / "data"
     monkeypatch.setenv("ACTIVELEARN_DB_URL", url)
     monkeypatch.setenv("ACTIVELEARN_DATA_DIR", str(data_dir))
+    # The setup page's server paths must lie under the import roots: the tests' temporary folder.
+    monkeypatch.setenv("ACTIVELEARN_IMPORT_ROOTS", str(tmp_path))
     st.cache_resource.clear()
     ws = Workspace(url, data_dir=data_dir)
     project = ws.create_project(

@@ -10,7 +10,7 @@ import streamlit as st
 
 from activelearn import ActivelearnError, ImportReport, Project, Workspace
 from activelearn.services.settings import KNOWN_STRATEGIES
-from activelearn.ui import components, state
+from activelearn.ui import components, state, team
 
 REPORT_KEY = "setup_import_report"  # (project id, source shown, ImportReport)
 MESSAGE_KEY = "setup_message"  # (kind, text): one-shot result of the last action
@@ -191,6 +191,7 @@ def _create_section(ws: Workspace) -> None:
 
 def _import_section(project: Project) -> None:
     st.markdown("**Import images**")
+    team.import_roots_caption(project.workspace)
     limit = int(st.get_option("server.maxUploadSize"))
     folder, manifest, upload = st.tabs(["Server folder", "CSV manifest", "Zip upload"])
     with folder:
@@ -313,6 +314,9 @@ def render() -> None:
     with left:
         _create_section(ws)
         _projects_table(ws)
+        st.divider()
+        team.people_section(ws)
+        team.audit_section(ws, project)
     if project is None:
         return
     with right:
