@@ -27,7 +27,9 @@ def get_user(session: Session, name: str) -> User | None:
 
 
 def list_users(session: Session) -> list[User]:
-    return list(session.scalars(select(User).order_by(User.role, User.name)))
+    """Leads first, then annotators, each by name."""
+    users = session.scalars(select(User).order_by(User.name))
+    return sorted(users, key=lambda user: user.role != "lead")
 
 
 def upsert_user(session: Session, name: str, *, role: str, now: datetime) -> User:

@@ -132,17 +132,25 @@ def audit(
     user: str | None,
     action: str,
     *,
-    project: Project | None = None,
+    project: Project | tuple[int, str] | None = None,
     **detail: Any,
 ) -> None:
-    """One audit entry inside the caller's write transaction."""
+    """One audit entry inside the caller's write transaction; `project`: a Project, or
+    (id, name) of one created in that transaction."""
+    project_id, project_name = (
+        (None, None)
+        if project is None
+        else project
+        if isinstance(project, tuple)
+        else (project.id, project.name)
+    )
     people.add_audit(
         session,
         at=utcnow(),
         actor=shown(user),
         action=action,
-        project_id=None if project is None else project.id,
-        project_name=None if project is None else project.name,
+        project_id=project_id,
+        project_name=project_name,
         detail={key: value for key, value in detail.items() if value is not None},
     )
 

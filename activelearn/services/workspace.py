@@ -188,7 +188,11 @@ class Workspace:
             )
             if audited:
                 access.audit(
-                    session, self.user, "create project", project_name=name, classes=class_list
+                    session,
+                    self.user,
+                    "create project",
+                    project=(project.id, name),
+                    classes=class_list,
                 )
             return project.id
 
