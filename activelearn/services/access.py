@@ -481,6 +481,15 @@ def audit_log(ws: Workspace, *, project: Project | None = None, limit: int | Non
 
 
 def audit_csv_bytes(ws: Workspace, *, project: Project | None = None) -> bytes:
+    """The audit log as CSV. Names, paths and project names are user text: a cell that a
+    spreadsheet would run as a formula (=, +, -, @ first) gets a leading apostrophe."""
+    frame = audit_log(ws, project=project)
+    for column in ("actor", "action", "project", "detail"):
+        frame[column] = frame[column].map(_inert_cell)
     buffer = io.StringIO()
-    audit_log(ws, project=project).to_csv(buffer, index=False)
+    frame.to_csv(buffer, index=False)
     return buffer.getvalue().encode("utf-8")
+
+
+def _inert_cell(value: str) -> str:
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value

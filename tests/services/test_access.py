@@ -277,3 +277,10 @@ def test_tokens_are_stored_hashed(workspace: Workspace) -> None:
         hashes = connection.execute(text("SELECT password_hash FROM users")).scalars().all()
     assert token not in stored and len(stored) == 1
     assert hashes[0].startswith("$argon2id$") and PASSWORD not in hashes[0]
+
+
+def test_audit_csv_cells_never_run_as_formulas(workspace: Workspace) -> None:
+    workspace.as_user("=HYPERLINK(1)").set_role("@lead", "lead")  # open mode: anyone may
+    text = access.audit_csv_bytes(workspace).decode()
+    assert "'=HYPERLINK(1)" in text
+    assert "\n=" not in text and ",=" not in text and ",@" not in text
