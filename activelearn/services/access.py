@@ -46,6 +46,8 @@ FREE_ATTEMPTS = 5  # failed log-ins per name before the lock-out starts
 FIRST_LOCK_SECONDS = 30  # then doubles with every further failure ...
 MAX_LOCK_SECONDS = 15 * 60  # ... up to this
 FAILURES_FORGOTTEN_AFTER = timedelta(hours=1)
+FREE_CLIENT_ATTEMPTS = 30  # failed log-ins per client (IP address) before its lock-out starts
+CLIENT_KEY = "\x00client:"  # throttle rows per client: never a typed name (control character)
 SESSION_HOURS_ENV = "ACTIVELEARN_SESSION_HOURS"
 DEFAULT_SESSION_HOURS = 12.0
 OPEN_SESSION_DAYS = 7  # a typed name in open mode survives reloads this long
@@ -327,40 +329,60 @@ def session_hours() -> float:
         return DEFAULT_SESSION_HOURS
 
 
-def _lock_seconds(failures: int) -> int:
-    over = failures - FREE_ATTEMPTS
+def _lock_seconds(failures: int, *, free: int = FREE_ATTEMPTS) -> int:
+    over = failures - free
     if over < 0:
         return 0
     return min(MAX_LOCK_SECONDS, FIRST_LOCK_SECONDS * 2**over)
 
 
-def login(ws: Workspace, name: str, password: str, *, now: datetime | None = None) -> str:
-    """Check a password; returns a new session token (keep it in a cookie). Failed attempts
-    per name are throttled whether or not the name exists, and the message never says which of
-    name and password was wrong."""
+def login(
+    ws: Workspace,
+    name: str,
+    password: str,
+    *,
+    client: str | None = None,
+    now: datetime | None = None,
+) -> str:
+    """Check a password; returns a new session token (keep it in a cookie). The message never
+    says which of name and password was wrong.
+
+    Failed attempts are throttled per typed name (whether or not it exists) and, when `client`
+    (e.g. the browser's IP address) is given, per client too, so that neither guessing one
+    password nor trying one password on many names gets far.
+    """
     key = (name or "").strip()[:200]
     now = now or utcnow()
+    if not key or any(ord(char) < 32 for char in key):
+        raise LoginFailed("Wrong name or password.")
+    throttles = [(key, FREE_ATTEMPTS, "for this name")]
+    if client:
+        throttles.append((CLIENT_KEY + client[:150], FREE_CLIENT_ATTEMPTS, "from this address"))
 
     def reserve(session: Session) -> None:
         # Count the attempt as failed before checking it, so parallel guesses all count.
-        row = people.get_throttle(session, key)
-        failures = 0
-        if row is not None:
-            if row.locked_until is not None and row.locked_until > now:
-                wait = int((row.locked_until - now).total_seconds()) + 1
-                raise LoginThrottled(
-                    f"Too many failed log-ins for this name: try again in {wait} seconds."
-                )
-            failures = row.failures if now - row.last_failure < FAILURES_FORGOTTEN_AFTER else 0
-        failures += 1
-        lock = _lock_seconds(failures)
-        people.set_throttle(
-            session,
-            key,
-            failures=failures,
-            now=now,
-            locked_until=now + timedelta(seconds=lock) if lock else None,
-        )
+        counts = []
+        for throttle_key, _free, where in throttles:
+            row = people.get_throttle(session, throttle_key)
+            failures = 0
+            if row is not None:
+                if row.locked_until is not None and row.locked_until > now:
+                    wait = int((row.locked_until - now).total_seconds()) + 1
+                    raise LoginThrottled(
+                        f"Too many failed log-ins {where}: try again in {wait} seconds."
+                    )
+                if now - row.last_failure < FAILURES_FORGOTTEN_AFTER:
+                    failures = row.failures
+            counts.append(failures + 1)
+        for (throttle_key, free, _where), failures in zip(throttles, counts, strict=True):
+            lock = _lock_seconds(failures, free=free)
+            people.set_throttle(
+                session,
+                throttle_key,
+                failures=failures,
+                now=now,
+                locked_until=now + timedelta(seconds=lock) if lock else None,
+            )
 
     _retry_on_conflict(ws, reserve)
     with read_session(ws.engine) as session:
@@ -382,6 +404,11 @@ def login(ws: Workspace, name: str, password: str, *, now: datetime | None = Non
 
     def succeed(session: Session) -> None:
         people.clear_throttle(session, key)
+        if client:
+            # Only this attempt is taken back: a valid account must not wipe a client's count.
+            row = people.get_throttle(session, CLIENT_KEY + client[:150])
+            if row is not None and row.failures > 0:
+                row.failures -= 1
         people.delete_expired_sessions(session, now)
         people.add_session(
             session,

@@ -197,7 +197,8 @@ def set_annotator(name: str) -> None:
 def log_in(name: str, password: str) -> None:
     """Password log-in; raises LoginFailed (or LoginThrottled) with a message to show."""
     name = name.strip()
-    token = access.login(base_workspace(), name, password)
+    client = getattr(st.context, "ip_address", None)
+    token = access.login(base_workspace(), name, password, client=client)
     _start_session(token, name, access.session_hours() * 3600)
 
 

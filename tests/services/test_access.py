@@ -250,6 +250,22 @@ def test_unknown_names_are_throttled_too(workspace: Workspace) -> None:
         access.login(workspace, "ghost", "x" * 8, now=now)
 
 
+def test_one_client_trying_many_names_is_throttled(workspace: Workspace) -> None:
+    workspace.set_role("ana", "annotator")
+    workspace.set_password("ana", PASSWORD)
+    now = access.utcnow()
+    for index in range(access.FREE_CLIENT_ATTEMPTS):
+        with pytest.raises(LoginFailed) as caught:
+            access.login(workspace, f"name{index}", PASSWORD, client="10.0.0.9", now=now)
+        assert not isinstance(caught.value, LoginThrottled)
+    with pytest.raises(LoginThrottled, match="from this address"):
+        access.login(workspace, "ana", PASSWORD, client="10.0.0.9", now=now)
+    # Another client is not affected, and a control character cannot name a client's row.
+    assert access.login(workspace, "ana", PASSWORD, client="10.0.0.10", now=now)
+    with pytest.raises(LoginFailed):
+        access.login(workspace, access.CLIENT_KEY + "10.0.0.10", PASSWORD, now=now)
+
+
 def test_lock_grows_and_is_capped() -> None:
     assert [access._lock_seconds(n) for n in (1, 4, 5, 6, 7)] == [0, 0, 30, 60, 120]
     assert access._lock_seconds(40) == access.MAX_LOCK_SECONDS
