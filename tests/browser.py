@@ -50,12 +50,19 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float) -
 
 
 def start_app(
-    db_url: str, data_dir: Path, *, log: IO[bytes] | int = subprocess.DEVNULL, timeout_s: float = 90
+    db_url: str,
+    data_dir: Path,
+    *,
+    log: IO[bytes] | int = subprocess.DEVNULL,
+    timeout_s: float = 90,
+    import_roots: Path | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
     """`streamlit run app.py` on a free port of 127.0.0.1 over `db_url`; (process, url) once it
-    answers its health check."""
+    answers its health check. `import_roots`: where the setup page may import from by path."""
     port = free_port()
     env = {**os.environ, "ACTIVELEARN_DB_URL": db_url, "ACTIVELEARN_DATA_DIR": str(data_dir)}
+    if import_roots is not None:
+        env["ACTIVELEARN_IMPORT_ROOTS"] = str(import_roots)
     command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
     command += ["--server.address", "127.0.0.1", "--server.headless", "true"]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -87,7 +87,9 @@ def stop_worker(data_dir: Path, *, timeout_s: float = 15.0) -> None:
 
 
 @contextmanager
-def serve_app(folder: Path, prepare: Callable[[Workspace], object]) -> Iterator[AppServer]:
+def serve_app(
+    folder: Path, prepare: Callable[[Workspace], object], *, import_roots: Path | None = None
+) -> Iterator[AppServer]:
     """`streamlit run app.py` on a free port of 127.0.0.1 over a fresh database in `folder`.
 
     `prepare` fills the database first (through the public API), so that start-up timeouts
@@ -99,7 +101,7 @@ def serve_app(folder: Path, prepare: Callable[[Workspace], object]) -> Iterator[
         prepare(workspace)
     log = (folder / "streamlit.log").open("wb")
     try:
-        process, url = start_app(db_url, data_dir, log=log)
+        process, url = start_app(db_url, data_dir, log=log, import_roots=import_roots)
     except BaseException:
         log.close()
         raise

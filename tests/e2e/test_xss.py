@@ -66,9 +66,11 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def xss_server(
-    chromium_path: Path, tmp_path_factory: pytest.TempPathFactory
+    chromium_path: Path, tmp_path_factory: pytest.TempPathFactory, images: Path
 ) -> Iterator[AppServer]:
-    with serve_app(tmp_path_factory.mktemp("e2e-xss"), _payload_project) as server:
+    # The setup page imports the payload folder by its server path: it is the import root.
+    folder = tmp_path_factory.mktemp("e2e-xss")
+    with serve_app(folder, _payload_project, import_roots=images) as server:
         yield server
 
 
