@@ -11,7 +11,9 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from activelearn.errors import OutsideImportRoots
+
+class OutsideImportRoots(ValueError):
+    """A path resolves outside the import roots (services turn it into the public error)."""
 
 ROOTS_ENV = "ACTIVELEARN_IMPORT_ROOTS"
 DEFAULT_ROOT_NAME = "import"  # under the data folder: data/import/ by default

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy.orm import Session
 
-from activelearn.errors import ImportFailed
+from activelearn.errors import ImportFailed, OutsideImportRoots
+from activelearn.ingest import roots as import_roots
 from activelearn.ingest.cache import TensorCache
 from activelearn.ingest.decode import DecodedImage, ImageRejected, decode_image
 from activelearn.ingest.demo import demo_images
-from activelearn.ingest.roots import confine, confine_all
 from activelearn.ingest.sources import (
     ZIP_SIGNATURES,
     SourceError,
@@ -158,7 +158,10 @@ def _confined(project: Project, path: str | Path, *, manifest: bool | None) -> s
     roots = project.workspace.import_roots
     if roots is None:
         return path
-    source = confine(path, roots)
+    try:
+        source = import_roots.confine(path, roots)
+    except import_roots.OutsideImportRoots as error:
+        raise OutsideImportRoots(str(error)) from error
     if manifest is None:
         if source.is_dir():
             return source
@@ -169,7 +172,9 @@ def _confined(project: Project, path: str | Path, *, manifest: bool | None) -> s
             raise ImportFailed(f"cannot read {path}: {error.strerror or error}") from error
     if manifest:
         try:
-            confine_all(manifest_targets(source), roots)
+            import_roots.confine_all(manifest_targets(source), roots)
+        except import_roots.OutsideImportRoots as error:
+            raise OutsideImportRoots(str(error)) from error
         except SourceError as error:
             raise ImportFailed(str(error)) from error
     return source
