@@ -66,3 +66,11 @@ class LoginFailed(ActivelearnError):
 
 class LoginThrottled(LoginFailed):
     """Too many failed log-ins for this name: try again later."""
+
+
+class TaskNotCurrent(ActivelearnError):
+    """A task that is no longer the caller's to answer: given back, taken over, or undone."""
+
+
+class NothingToRelabel(ActivelearnError):
+    """A correction was asked for a sample that has no label to correct."""

@@ -325,10 +325,22 @@ def labels_per_hour(session: Session, project_id: int) -> list[tuple[str, str, i
 
 
 def multi_annotator_labels(session: Session, project_id: int) -> list[tuple[int, str, str]]:
-    """(sample_id, annotator, label) of live labels on samples labeled by several annotators."""
+    """(sample_id, annotator, label) of the answers on samples answered by several annotators.
+
+    A sample has one live label; an answer another annotator corrected is kept as the label it
+    replaced, so agreement counts the live label and every label a correction replaced (undone
+    and sent-back labels are not answers). Oldest first: the last row per annotator is their
+    newest answer.
+    """
+    replaced = (
+        select(Annotation.replaces_id)
+        .where(Annotation.project_id == project_id, Annotation.replaces_id.is_not(None))
+        .scalar_subquery()
+    )
+    answer = (Annotation.superseded.is_(False)) | Annotation.id.in_(replaced)
     shared = (
         select(Annotation.sample_id)
-        .where(Annotation.project_id == project_id, Annotation.superseded.is_(False))
+        .where(Annotation.project_id == project_id, answer)
         .group_by(Annotation.sample_id)
         .having(func.count(func.distinct(Annotation.annotator)) > 1)
     )
@@ -336,7 +348,7 @@ def multi_annotator_labels(session: Session, project_id: int) -> list[tuple[int,
         select(Annotation.sample_id, Annotation.annotator, Annotation.label)
         .where(
             Annotation.project_id == project_id,
-            Annotation.superseded.is_(False),
+            answer,
             Annotation.sample_id.in_(shared),
         )
         .order_by(Annotation.sample_id, Annotation.id)

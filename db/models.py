@@ -71,6 +71,14 @@ class Annotation(Base):
     __table_args__ = (
         Index("ix_annotations_sample", "sample_id", "superseded"),
         Index("ix_annotations_annotator", "project_id", "annotator", "superseded", "id"),
+        # At most one live label per sample, however it was given: the database refuses a second.
+        Index(
+            "uq_annotations_one_live",
+            "sample_id",
+            unique=True,
+            sqlite_where=text("NOT superseded"),
+            postgresql_where=text("NOT superseded"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -84,6 +92,11 @@ class Annotation(Base):
     # An undo or an edit marks the row superseded; rows are never deleted.
     superseded: Mapped[bool] = mapped_column(Boolean, default=False)
     superseded_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # The live label this one replaced (a correction or a re-submit); undoing this label makes
+    # that one live again, so relabel and undo form a history.
+    replaces_id: Mapped[int | None] = mapped_column(
+        ForeignKey("annotations.id", name="fk_annotations_replaces"), default=None
+    )
 
 
 class Lease(Base):

@@ -339,6 +339,7 @@ def add_annotation(
     label: str,
     annotator: str,
     now: datetime,
+    replaces_id: int | None = None,
 ) -> int:
     annotation = Annotation(
         project_id=project_id,
@@ -348,6 +349,7 @@ def add_annotation(
         annotator=annotator,
         created_at=now,
         superseded=False,
+        replaces_id=replaces_id,
     )
     session.add(annotation)
     session.flush()
@@ -360,6 +362,36 @@ def supersede(session: Session, annotation_id: int, now: datetime) -> None:
         .where(Annotation.id == annotation_id)
         .values(superseded=True, superseded_at=now)
     )
+
+
+def restore(session: Session, annotation_id: int) -> None:
+    """Make a superseded label live again (an undo of the label that replaced it)."""
+    session.execute(
+        update(Annotation)
+        .where(Annotation.id == annotation_id)
+        .values(superseded=False, superseded_at=None)
+    )
+
+
+def live_annotation(session: Session, sample_id: int) -> Annotation | None:
+    """The sample's one live label (the database allows at most one), if any."""
+    return session.scalars(
+        select(Annotation).where(
+            Annotation.sample_id == sample_id, Annotation.superseded.is_(False)
+        )
+    ).first()
+
+
+def get_annotation(session: Session, annotation_id: int) -> Annotation | None:
+    return session.get(Annotation, annotation_id)
+
+
+def lease_of_task(session: Session, task_id: int) -> Lease | None:
+    return session.scalars(select(Lease).where(Lease.task_id == task_id)).first()
+
+
+def lease_of_sample(session: Session, sample_id: int) -> Lease | None:
+    return session.get(Lease, sample_id)
 
 
 def refresh_sample_label(

@@ -6,10 +6,10 @@ import copy
 import os
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 from sqlalchemy import Engine
@@ -20,19 +20,23 @@ from activelearn.errors import (
     InvalidAnnotator,
     InvalidClasses,
     NotAllowed,
+    NothingToRelabel,
     NothingToUndo,
     ProjectExists,
     ProjectNotFound,
+    TaskNotCurrent,
     UnknownLabel,
     UnknownTask,
 )
 from activelearn.services import access
+from activelearn.services import labeling
 from activelearn.services.settings import ProjectSettings
 from activelearn.types import ImportReport, LabelRecord, ProjectStatus, RoundInfo, Task
 from db import queries
 from db.engine import default_url, make_engine, read_session, sqlite_path, with_write_retry
 from db.migrate import upgrade
 
+T = TypeVar("T")
 DEMO_PROJECT = "demo"
 MAX_CLASS_NAME = 200
 MAX_ANNOTATOR_NAME = 200
@@ -508,9 +512,12 @@ class Project:
         return entry
 
     def submit(self, task_id: int, label: str, annotator: str) -> RoundInfo | None:
-        """Store a label for a served task. Submitting the same task twice stores one label;
-        a different label for the same task replaces the first (history kept).
+        """Store a label for a task the annotator holds. Submitting the same task twice stores
+        one label; a different label for a task already answered replaces the first (history
+        kept) as long as that answer is still the sample's live label.
 
+        Raises TaskNotCurrent for a task held by someone else, given back, skipped, taken over
+        after its hold expired, or whose label was undone or corrected since.
         Returns the round this label queued through the automatic trigger, if it queued one.
         """
 
@@ -518,7 +525,7 @@ class Project:
             name = self._check_annotator(session, annotator)
             self._store_label(session, task_id, self._check_label(session, label), name)
 
-        with_write_retry(self.engine, work)
+        self._write_label(work)
         return self._after_label()
 
     def submit_page(
@@ -526,8 +533,9 @@ class Project:
     ) -> tuple[int, int, RoundInfo | None]:
         """A page of tasks at once (the grid): a label stores it, None gives the task back.
 
-        One transaction: the whole page is stored, or nothing is (a bad label anywhere raises
-        before anything is written). Returns (stored, released, round the labels queued).
+        One transaction: the whole page is stored, or nothing is (a bad label or a task that is
+        no longer the annotator's anywhere raises before anything is kept). Returns (stored,
+        released, round the labels queued).
         """
 
         def work(session: Session) -> tuple[int, int]:
@@ -541,31 +549,56 @@ class Project:
                 if value is not None:
                     self._store_label(session, task_id, value, name)
                 else:
-                    entry = self._entry(session, task_id)
-                    if entry.outcome is None:
-                        queries.release_task(session, entry.id, outcome="released", now=now)
+                    self._give_back(session, task_id, name, outcome="released", now=now)
             stored = sum(value is not None for value in values.values())
             return stored, len(values) - stored
 
-        stored, released = with_write_retry(self.engine, work)
+        stored, released = self._write_label(work)
         return stored, released, (self._after_label() if stored else None)
 
+    def _write_label(self, work: Callable[[Session], T]) -> T:
+        """A labeling write; a concurrent change to the same sample's label is retried once,
+        then reported plainly (the one-live-label index refused the second writer)."""
+        for attempt in range(2):
+            try:
+                return with_write_retry(self.engine, work)
+            except IntegrityError as error:
+                if attempt == 1:
+                    raise TaskNotCurrent(
+                        "the sample's label was changed by someone else meanwhile: "
+                        "reload and try again"
+                    ) from error
+        raise AssertionError("unreachable")
+
     def _store_label(self, session: Session, task_id: int, value: str, name: str) -> None:
-        """One checked label for one served task, inside the caller's write transaction."""
+        """One checked label for one task, inside the caller's write transaction."""
         entry = self._entry(session, task_id)
         now = utcnow()
-        existing = queries.annotation_for_task(session, entry.id)
-        if existing is not None and not existing.superseded and existing.label == value:
+        if entry.outcome == "labeled":
+            live = labeling.answered_label_still_current(session, entry, name)
+            if live is None:
+                raise labeling.stale_task(entry)
+            if live.label == value:
+                return  # a double submit stores one label
+            labeling.replace_live_label(
+                session,
+                project_id=self.id,
+                sample_id=entry.sample_id,
+                label=value,
+                annotator=name,
+                task_id=None,  # the task's first answer keeps its task id
+                now=now,
+            )
+            queries.refresh_sample_label(session, entry.sample_id)
             return
-        if existing is not None and not existing.superseded:
-            queries.supersede(session, existing.id, now)
-        queries.add_annotation(
+        labeling.check_task_is_theirs(session, project_id=self.id, entry=entry, annotator=name)
+        labeling.replace_live_label(
             session,
             project_id=self.id,
             sample_id=entry.sample_id,
-            task_id=entry.id if existing is None else None,
             label=value,
             annotator=name,
+            task_id=entry.id,
             now=now,
         )
         queries.refresh_sample_label(session, entry.sample_id, make_eval=entry.strategy == "audit")
@@ -577,16 +610,25 @@ class Project:
 
         return triggers.after_label(self)
 
+    def _give_back(
+        self, session: Session, task_id: int, name: str, *, outcome: str, now: datetime
+    ) -> bool:
+        """Close a held task (skipped or released); False when it was not open any more."""
+        entry = self._entry(session, task_id)
+        if entry.outcome is not None or queries.lease_of_task(session, entry.id) is None:
+            return False  # answered, given back, or taken over: nothing is held any more
+        labeling.check_task_is_theirs(session, project_id=self.id, entry=entry, annotator=name)
+        queries.release_task(session, entry.id, outcome=outcome, now=now)
+        return True
+
     def skip(self, task_id: int, annotator: str) -> None:
         """Give the task back; the sample goes behind the unskipped ones in the queue."""
 
         def work(session: Session) -> None:
-            self._check_annotator(session, annotator)
+            name = self._check_annotator(session, annotator)
             entry = self._entry(session, task_id)
-            if entry.outcome is not None:
-                return
-            queries.add_skip(session, entry.sample_id)
-            queries.release_task(session, entry.id, outcome="skipped", now=utcnow())
+            if self._give_back(session, task_id, name, outcome="skipped", now=utcnow()):
+                queries.add_skip(session, entry.sample_id)
 
         with_write_retry(self.engine, work)
 
@@ -594,15 +636,17 @@ class Project:
         """Give a held task back without counting a skip (e.g. the annotator leaves)."""
 
         def work(session: Session) -> None:
-            self._check_annotator(session, annotator)
-            entry = self._entry(session, task_id)
-            if entry.outcome is None:
-                queries.release_task(session, entry.id, outcome="released", now=utcnow())
+            name = self._check_annotator(session, annotator)
+            self._give_back(session, task_id, name, outcome="released", now=utcnow())
 
         with_write_retry(self.engine, work)
 
     def undo(self, annotator: str) -> Task:
-        """Withdraw the annotator's last label (kept in history) and hold its sample for them."""
+        """Withdraw the annotator's last live label and hold its sample for them.
+
+        The withdrawn label is kept in history, and the label it had replaced (a correction's
+        previous label) is the sample's label again.
+        """
 
         def work(session: Session) -> Task:
             name = self._check_annotator(session, annotator)
@@ -610,13 +654,17 @@ class Project:
             if last is None:
                 raise NothingToUndo(f"{name} has no label to undo in project {self.name!r}")
             now = utcnow()
-            queries.supersede(session, last.id, now)
+            labeling.withdraw_label(session, last, now)
             queries.refresh_sample_label(session, last.sample_id)
             original = queries.get_task(session, last.task_id) if last.task_id else None
             strategy = original.strategy if original is not None else "undo"
             held = queries.current_lease(session, self.id, name, now)
             if held is not None:
                 queries.release_task(session, held.task_id, outcome="released", now=now)
+            other = queries.lease_of_sample(session, last.sample_id)
+            if other is not None:
+                # Whoever held the sample loses it to the undo: their task is no longer current.
+                queries.release_task(session, other.task_id, outcome="released", now=now)
             settings = ProjectSettings.from_json(self._row(session).settings)
             task_id = queries.lease_sample(
                 session,
@@ -632,10 +680,11 @@ class Project:
             )
             return self._task(session, task_id)
 
-        return with_write_retry(self.engine, work)
+        return self._write_label(work)
 
     def relabel(self, sample_id: int, label: str, annotator: str) -> None:
-        """Change the annotator's label of a sample (the old one is kept as superseded)."""
+        """Correct a sample's current label, whoever gave it (the old one is kept as history;
+        an undo brings it back). A sample without a label is labeled through the queue."""
 
         def work(session: Session) -> None:
             name = self._check_annotator(session, annotator, "correct")
@@ -643,19 +692,31 @@ class Project:
             sample = queries.get_sample(session, int(sample_id))
             if sample is None or sample.project_id != self.id:
                 raise UnknownTask(f"no sample {sample_id} in project {self.name!r}")
+            live = queries.live_annotation(session, sample.id)
+            if live is None:
+                if sample.status == "labeled":
+                    raise NothingToRelabel(
+                        f"sample {sample.id} is a labeled {sample.split} sample from an import: "
+                        "its label is corrected by importing it again"
+                    )
+                raise NothingToRelabel(
+                    f"sample {sample.id} has no label to correct: label it from the queue"
+                )
+            if live.label == value and live.annotator == name:
+                return  # another annotator's agreeing correction is kept: it is their answer
             now = utcnow()
-            previous = queries.live_annotation_of(session, sample.id, name)
-            if previous is not None and previous.label == value:
-                return
-            if previous is not None:
-                queries.supersede(session, previous.id, now)
-            queries.add_annotation(
+            lease = queries.lease_of_sample(session, sample.id)
+            if lease is not None and lease.expires_at > now and lease.annotator != name:
+                raise TaskNotCurrent(
+                    f"{lease.annotator} holds sample {sample.id} right now: try again later"
+                )
+            labeling.replace_live_label(
                 session,
                 project_id=self.id,
                 sample_id=sample.id,
-                task_id=None,
                 label=value,
                 annotator=name,
+                task_id=None,
                 now=now,
             )
             queries.refresh_sample_label(session, sample.id)
@@ -671,7 +732,7 @@ class Project:
                     previous=None if previous is None else previous.label,
                 )
 
-        with_write_retry(self.engine, work)
+        self._write_label(work)
 
     def recent_labels(self, annotator: str, *, limit: int = 10) -> list[LabelRecord]:
         name = validate_annotator(annotator)
@@ -680,7 +741,9 @@ class Project:
         return [LabelRecord(int(a), int(s), str(p), str(lbl), t) for a, s, p, lbl, t in rows]
 
     def labels(self) -> pd.DataFrame:
-        """Current labels (undone ones excluded): sample_id, path, label, annotator, labeled_at."""
+        """Current labels, one row per labeled sample (undone and corrected ones excluded):
+        sample_id, path, label, annotator, labeled_at, split (pool for training labels, eval
+        for audit labels held out for evaluation)."""
         with read_session(self.engine) as session:
             rows = queries.live_annotations(session, self.id)
         frame = pd.DataFrame(

@@ -163,7 +163,9 @@ def test_an_audit_sample_left_without_a_label_goes_back_to_the_pool(
     p.submit(task.id, label="cat", annotator="ana")
     assert p.status().n_eval == 1
     p.relabel(task.sample_id, "dog", annotator="ana")
-    p.undo(annotator="ana")  # withdraws "dog"; "cat" was superseded by the relabel
+    p.undo(annotator="ana")  # withdraws "dog": the audit label "cat" is back
+    assert p.labels()["label"].tolist() == ["cat"] and p.status().n_eval == 1
+    p.undo(annotator="ana")  # withdraws "cat": nothing is left
     assert p.labels().empty
     with read_session(workspace.engine) as session:
         sample = session.get(Sample, task.sample_id)

@@ -1,0 +1,118 @@
+"""Who may answer a task, and how a label takes the place of a sample's live one.
+
+The database holds at most one live label per sample (uq_annotations_one_live); these helpers
+run inside the caller's write transaction and keep every change a replacement with history:
+a new label records the live one it replaced, and an undo makes that one live again.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from activelearn.errors import TaskNotCurrent
+from db import queries
+from db.models import AcquisitionEntry, Annotation
+
+MAX_HISTORY = 10_000  # a bound on walking a label's replacements (never reached in practice)
+
+
+def may_act_for_others(session: Session, project_id: int, annotator: str) -> bool:
+    """Whether `annotator` may answer, skip or give back tasks served to someone else.
+
+    The one place that decides it: roles do not exist yet, so nobody may. A project lead check
+    extends this function (and every labeling path follows).
+    """
+    del session, project_id, annotator
+    return False
+
+
+def check_task_is_theirs(
+    session: Session, *, project_id: int, entry: AcquisitionEntry, annotator: str
+) -> None:
+    """Raise TaskNotCurrent unless `annotator` holds task `entry`'s lease (or may act for others).
+
+    A lease that expired while nobody else took the sample still counts as held: the sample was
+    not served to anyone else in the meantime.
+    """
+    lease = queries.lease_of_task(session, entry.id)
+    if lease is None:
+        raise stale_task(entry)
+    if lease.annotator != annotator and not may_act_for_others(session, project_id, annotator):
+        raise TaskNotCurrent(
+            f"task {entry.id} is held by {lease.annotator}, not {annotator}: "
+            "ask for your own next task"
+        )
+
+
+def stale_task(entry: AcquisitionEntry) -> TaskNotCurrent:
+    """The error for a task that can no longer be answered, saying why."""
+    why = {
+        "skipped": "it was skipped",
+        "released": "it was given back",
+        "labeled": "its label was withdrawn or replaced",
+    }.get(entry.outcome or "", "its hold expired and the sample went to someone else")
+    return TaskNotCurrent(f"task {entry.id} is no longer current ({why}): ask for the next task")
+
+
+def answered_label_still_current(
+    session: Session, entry: AcquisitionEntry, annotator: str
+) -> Annotation | None:
+    """The sample's live label when it is still `annotator`'s answer to task `entry`.
+
+    That is: the task's label, or a chain of the annotator's own corrections of it, is live. An
+    undo, a send-back or someone else's correction in between makes the task stale (None).
+    """
+    own = queries.annotation_for_task(session, entry.id)
+    node = queries.live_annotation(session, entry.sample_id)
+    live = node
+    if own is None:
+        return None
+    for _ in range(MAX_HISTORY):
+        if node is None or node.annotator != annotator:
+            return None
+        if node.id == own.id:
+            return live
+        if node.replaces_id is None:
+            return None
+        node = queries.get_annotation(session, node.replaces_id)
+    return None
+
+
+def replace_live_label(
+    session: Session,
+    *,
+    project_id: int,
+    sample_id: int,
+    label: str,
+    annotator: str,
+    task_id: int | None,
+    now: datetime,
+) -> int:
+    """Store `label` as the sample's one live label; the previous one becomes its history."""
+    live = queries.live_annotation(session, sample_id)
+    if live is not None:
+        queries.supersede(session, live.id, now)
+    return queries.add_annotation(
+        session,
+        project_id=project_id,
+        sample_id=sample_id,
+        task_id=task_id,
+        label=label,
+        annotator=annotator,
+        now=now,
+        replaces_id=live.id if live is not None else None,
+    )
+
+
+def withdraw_label(session: Session, annotation: Annotation, now: datetime) -> int | None:
+    """Undo one live label: it becomes history and the label it replaced is live again.
+
+    Returns the restored annotation's id, or None when the sample is left without a label.
+    """
+    queries.supersede(session, annotation.id, now)
+    if annotation.replaces_id is None:
+        return None
+    queries.restore(session, annotation.replaces_id)
+    return annotation.replaces_id
