@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from activelearn import Workspace
 from db.engine import make_engine
@@ -99,3 +101,52 @@ def test_upgrade_from_first_schema_keeps_labels(tmp_path: Path) -> None:
             }
         assert {"mean_probs", "member_predictions", "rank"} <= columns
         assert "round_pool_summaries" in inspect(ws.engine).get_table_names()
+
+
+def test_one_live_label_migration_keeps_the_newest_of_doubled_labels(db_url: str) -> None:
+    """0004: a sample with two live labels (the old relabel bug) keeps the newest live one;
+    afterwards the database refuses a second live label."""
+    engine = make_engine(db_url)
+    upgrade(engine, "0003")
+    now = "2026-01-01 00:00:00"
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO projects (id, name, classes, settings, created_at) "
+                "VALUES (1, 'old', '[\"a\", \"b\"]', '{}', :now)"
+            ),
+            {"now": now},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO samples (id, project_id, path, sha256, width, height, split, "
+                "status, label, skip_count, random_key, cache_shard, cache_index, created_at) "
+                "VALUES (1, 1, '/x/1.png', :sha, 8, 8, 'pool', 'labeled', 'b', 0, 0.5, 0, 0, :now)"
+            ),
+            {"sha": "1" * 64, "now": now},
+        )
+        for annotation_id, label, annotator in [(1, "a", "import"), (2, "b", "ana")]:
+            connection.execute(
+                text(
+                    "INSERT INTO annotations (id, project_id, sample_id, label, annotator, "
+                    "created_at, superseded) VALUES (:id, 1, 1, :label, :who, :now, :no)"
+                ),
+                {"id": annotation_id, "label": label, "who": annotator, "now": now, "no": False},
+            )
+    upgrade(engine)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT id, superseded FROM annotations ORDER BY id")
+        ).all()
+    assert [(i, bool(s)) for i, s in rows] == [(1, True), (2, False)]
+    with pytest.raises(IntegrityError), engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO annotations (project_id, sample_id, label, annotator, created_at, "
+                "superseded) VALUES (1, 1, 'a', 'eve', :now, :no)"
+            ),
+            {"now": now, "no": False},
+        )
+    with engine.begin() as connection:
+        command.downgrade(_config(connection), "0003")
+    engine.dispose()
