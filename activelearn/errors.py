@@ -52,6 +52,10 @@ class RoundInProgress(ActivelearnError):
     pass
 
 
+class NotEnoughLabels(ActivelearnError):
+    """A round was asked for before the labels can train a ranking worth serving."""
+
+
 class InvalidSetting(ActivelearnError):
     pass
 

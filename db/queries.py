@@ -137,6 +137,26 @@ def samples_with_gold(session: Session, project_id: int, split: str) -> list[tup
     return [tuple(row) for row in rows]
 
 
+def labeled_pool_classes(session: Session, project_id: int) -> list[str]:
+    """The distinct labels of labeled pool samples (what a round would train on)."""
+    return sorted(
+        session.scalars(
+            select(Sample.label)
+            .where(
+                Sample.project_id == project_id,
+                Sample.split == "pool",
+                Sample.status == "labeled",
+            )
+            .distinct()
+        )
+    )
+
+
+def round_strategy(session: Session, round_id: int) -> str | None:
+    """The strategy a round ranked its pool by (its settings when it started)."""
+    return session.scalar(select(Round.strategy).where(Round.id == round_id))
+
+
 def unlabeled_pool(session: Session, project_id: int) -> list[tuple[int, int, int]]:
     """(id, cache_shard, cache_index) of every open pool sample, by id."""
     rows = session.execute(

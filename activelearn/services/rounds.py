@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from activelearn.errors import ActivelearnError
+from activelearn.errors import ActivelearnError, NotEnoughLabels
 from activelearn.services.settings import ProjectSettings
 from activelearn.types import RoundInfo
 from db import queries
@@ -77,6 +77,7 @@ def request_round(
             return round_info(active)
         row = queries.get_project_by_id(session, project.id)
         assert row is not None
+        check_enough_labels(queries.labeled_pool_classes(session, project.id))
         settings = ProjectSettings.from_json(row.settings)
         created = round_queries.add_round(
             session,
@@ -186,6 +187,26 @@ def last_round(project: Project) -> RoundInfo | None:
         return round_info(row) if row is not None else None
 
 
+MIN_CLASSES_FOR_ROUND = 2
+
+
+def check_enough_labels(labeled_classes: list[str]) -> None:
+    """A round replaces the cold-start order only when its labels show at least two classes:
+    on one class (or one label) every member predicts that class with confidence ~1 and the
+    ranking says nothing. Raises NotEnoughLabels with what is missing."""
+    if len(labeled_classes) >= MIN_CLASSES_FOR_ROUND:
+        return
+    if not labeled_classes:
+        raise NotEnoughLabels(
+            "there are no labeled pool images to train on yet: label some first "
+            f"(a round needs labels of at least {MIN_CLASSES_FOR_ROUND} classes)"
+        )
+    raise NotEnoughLabels(
+        f"a round needs labels of at least {MIN_CLASSES_FOR_ROUND} classes; so far every label "
+        f"is {labeled_classes[0]!r}: label more before retraining (the cold-start order stays)"
+    )
+
+
 def maybe_request_round(project: Project) -> RoundInfo | None:
     """Queue a round when retrain_every new labels have come in since the last round's snapshot.
 
@@ -203,7 +224,8 @@ def maybe_request_round(project: Project) -> RoundInfo | None:
         # Any last round counts, failed ones too: a failing round must not be re-queued per label.
         watermark = int((last.detail or {}).get("annotation_watermark", 0)) if last else 0
         new_labels = queries.count_live_annotations(session, project.id, since_id=watermark)
-    if new_labels < every:
+        classes = queries.labeled_pool_classes(session, project.id)
+    if new_labels < every or len(classes) < MIN_CLASSES_FOR_ROUND:
         return None
     return request_round(project, requested_by="auto")
 

@@ -519,8 +519,9 @@ def _snapshot(engine: Engine, round_id: int) -> _Snapshot:
         project = queries.get_project_by_id(session, row.project_id)
         if project is None:
             raise RoundFailed(f"the project of round {round_id} no longer exists")
-        # The round's own settings snapshot (taken when it was requested) drives the training.
-        settings = ProjectSettings.from_json(row.config or project.settings)
+        # The settings current when the round starts drive it (not those when it was queued:
+        # a lead may have changed them meanwhile); _run_round records them on the round.
+        settings = ProjectSettings.from_json(project.settings)
         watermark = queries.max_annotation_id(session, project.id)
         train = queries.samples_for_training(session, project.id, "pool")
         test = queries.samples_with_gold(session, project.id, "test")
@@ -539,6 +540,17 @@ def _snapshot(engine: Engine, round_id: int) -> _Snapshot:
             eval_source=source,
             pool_open=queries.unlabeled_pool(session, project.id),
         )
+
+
+def _check_enough_labels(classes: list[str], train_labels: list[int]) -> None:
+    """The labels may have changed since the round was requested: check again at its start."""
+    from activelearn.errors import NotEnoughLabels
+    from activelearn.services.rounds import check_enough_labels
+
+    try:
+        check_enough_labels(sorted({classes[i] for i in train_labels}))
+    except NotEnoughLabels as error:
+        raise RoundFailed(str(error)) from error
 
 
 def _class_indices(rows: list[tuple[Any, ...]], classes: list[str]) -> tuple[list[int], list[int]]:
@@ -621,6 +633,7 @@ def _run_round(
         train_rows = [snap.train[i] for i in train_keep]
         eval_keep, eval_labels = _class_indices(snap.eval_rows, snap.classes)
         eval_rows = [snap.eval_rows[i] for i in eval_keep]
+        _check_enough_labels(snap.classes, train_labels)
         # Open pool samples are ranked; labeled ones are scored only (label-error review).
         pool_ids = [r[0] for r in snap.pool_open] + [r[0] for r in train_rows]
         pool_refs = [(r[1], r[2]) for r in snap.pool_open] + [(r[2], r[3]) for r in train_rows]
@@ -635,7 +648,13 @@ def _run_round(
         with_write_retry(
             engine,
             lambda s: round_queries.set_running_fields(
-                s, round_id, worker=worker, n_labels=len(train_rows), detail=monitor.detail()
+                s,
+                round_id,
+                worker=worker,
+                n_labels=len(train_rows),
+                detail=monitor.detail(),
+                strategy=settings.strategy,
+                config=settings.to_json(),
             ),
         )
         cache = TensorCache(

@@ -441,19 +441,21 @@ class Project:
                 if found is not None:
                     return found, "audit"
         if round_id is not None:
+            # The ranking served is the round's: name its strategy, not today's setting.
+            ranked_by = queries.round_strategy(session, round_id) or settings.strategy
             for skipped in (False, True):
                 found = queries.find_scored_candidate(
                     session, self.id, round_id, now, skipped=skipped
                 )
                 if found is not None:
-                    return found, settings.strategy
+                    return found, ranked_by
             for skipped in (False, True):
                 found = queries.find_random_candidate(
                     session, self.id, now, skipped=skipped, unscored_in_round=round_id
                 )
                 if found is not None:
                     return found, "unscored"
-            return None, settings.strategy
+            return None, ranked_by
         for skipped in (False, True):
             found = queries.find_random_candidate(session, self.id, now, skipped=skipped)
             if found is not None:

@@ -7,18 +7,18 @@ from pathlib import Path
 import pytest
 
 from activelearn import Workspace
+from activelearn.errors import NotEnoughLabels
 from tests.services.test_rounds import CLASSES, make_project, run_one, write_manifest
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def test_round_on_an_empty_project_fails_with_a_reason(sqlite_workspace: Workspace) -> None:
+def test_round_on_an_empty_project_is_refused_with_a_reason(sqlite_workspace: Workspace) -> None:
     ws = sqlite_workspace
     project = ws.create_project("empty", classes=["a", "b"], settings={"retrain_every": 0})
-    project.request_round()
-    assert run_one(ws, project) == "failed"
-    failed = project.rounds()[-1]
-    assert "no labeled pool images" in failed.error
+    with pytest.raises(NotEnoughLabels, match="no labeled pool images"):
+        project.request_round()
+    assert project.rounds() == []
     assert project.next_task("ana") is None
     # The project stays usable: the next import and label work as usual.
     assert project.status().n_samples == 0

@@ -13,6 +13,7 @@ from PIL import Image
 from sqlalchemy import select
 
 from activelearn import Workspace
+from activelearn.errors import NotEnoughLabels
 from activelearn.services import export, rounds, triggers
 from activelearn.services.training import MIN_TRAIN_STEPS, run_round, score_pool_probs
 from activelearn.worker import claim_round
@@ -221,15 +222,14 @@ def test_audit_samples_are_never_trained_on_and_are_the_eval_set(
     assert not audit_ids & ranked  # audit samples are neither trained on nor scored as pool
 
 
-def test_no_labels_fails_with_a_plain_reason_and_nothing_is_served_from_it(
+def test_no_labels_is_refused_with_a_plain_reason_and_nothing_is_served_from_it(
     sqlite_workspace: Workspace, tmp_path: Path
 ):
     ws = sqlite_workspace
     project = make_project(ws, tmp_path / "images", n_labeled=0, n_test=0)
-    project.request_round()
-    assert run_one(ws, project) == "failed"
-    failed = project.rounds()[-1]
-    assert failed.status == "failed" and "no labeled pool images" in failed.error
+    with pytest.raises(NotEnoughLabels, match="no labeled pool images"):
+        project.request_round()
+    assert project.rounds() == []
     assert project.status().current_round_id is None
     assert project.next_task("ana").strategy == "cold_start"
 
@@ -266,9 +266,9 @@ def test_after_label_respects_off_and_a_failed_round_is_not_requeued_per_label(
 ):
     ws = sqlite_workspace
     project = make_project(ws, tmp_path / "images", n_labeled=0, settings={"retrain_every": 2})
-    for _ in range(2):
+    for label in ("top", "left"):
         task = project.next_task("cy")
-        project.submit(task.id, label="top", annotator="cy")
+        project.submit(task.id, label=label, annotator="cy")
     assert project.active_round() is not None
     project.cancel_round()
     assert project.rounds()[-1].status == "cancelled"
@@ -295,3 +295,51 @@ def test_batch_strategy_priorities_put_the_selected_batch_first():
     assert torch.allclose(rest, table.mutual_information[rankable & (table.priority < 1e6)])
     random_table = score_pool_probs(probs, strategy="random", acquisition_batch=6)
     assert sorted(random_table.rank.tolist()) == list(range(1, 51))
+
+
+def test_a_queued_round_takes_the_settings_current_when_it_starts(
+    workspace: Workspace, tmp_path: Path
+):
+    ws = workspace
+    project = make_project(ws, tmp_path / "images", settings={"members": 3, "strategy": "bald"})
+    queued = project.request_round()
+    assert queued.strategy == "bald"
+    project.update_settings(members=2, strategy="entropy")  # the lead changes them meanwhile
+    assert run_one(ws, project) == "succeeded"
+    with read_session(ws.engine) as session:
+        row = session.get(Round, queued.id)
+        assert row is not None and row.strategy == "entropy" and row.config["members"] == 2
+        members = {
+            m
+            for (m,) in session.execute(
+                select(RoundMetric.member).where(RoundMetric.round_id == queued.id)
+            )
+        }
+    assert members == {-1, 0, 1}
+    assert project.rounds()[-1].strategy == "entropy"
+    # The label page names the ranking it serves, not a setting changed after the round.
+    project.update_settings(strategy="margin")
+    task = project.next_task("ana")
+    assert task is not None and task.strategy == "entropy" and task.rank == 1
+
+
+def test_a_round_needs_labels_of_two_classes_before_it_replaces_the_cold_start(
+    sqlite_workspace: Workspace, tmp_path: Path
+):
+    ws = sqlite_workspace
+    project = make_project(ws, tmp_path / "images", n_labeled=0)
+    task = project.next_task("ana")
+    project.submit(task.id, label="left", annotator="ana")
+    with pytest.raises(NotEnoughLabels, match="every label is 'left'"):
+        project.request_round()
+    task = project.next_task("ana")
+    project.submit(task.id, label="top", annotator="ana")
+    project.request_round()
+    project.undo(annotator="ana")  # withdrawn before the worker starts: one class again
+    assert run_one(ws, project) == "failed"
+    assert "at least 2 classes" in (project.rounds()[-1].error or "")
+    served = project.next_task("ana")
+    assert served is not None and served.strategy in ("cold_start", "undo")
+    project.release(served.id, annotator="ana")
+    other = project.next_task("bo")
+    assert other is not None and other.strategy == "cold_start"
