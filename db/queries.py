@@ -157,6 +157,18 @@ def round_strategy(session: Session, round_id: int) -> str | None:
     return session.scalar(select(Round.strategy).where(Round.id == round_id))
 
 
+def samples_in_shard(
+    session: Session, project_id: int, shard_id: int
+) -> list[tuple[int, str, str]]:
+    """(cache_index, path, sha256) of the samples whose pixels live in one cache shard."""
+    rows = session.execute(
+        select(Sample.cache_index, Sample.path, Sample.sha256)
+        .where(Sample.project_id == project_id, Sample.cache_shard == shard_id)
+        .order_by(Sample.cache_index)
+    )
+    return [(int(i), str(p), str(h)) for i, p, h in rows]
+
+
 def unlabeled_pool(session: Session, project_id: int) -> list[tuple[int, int, int]]:
     """(id, cache_shard, cache_index) of every open pool sample, by id."""
     rows = session.execute(

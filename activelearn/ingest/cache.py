@@ -2,8 +2,9 @@
 
 A project's cache is a folder of shards, "shard-000001.npy", each an (n, C, S, S) uint8 array
 written once by np.save (no pickle) and read back through memory maps. A sample row stores its
-(shard_id, index) pair. A shard that is missing, unreadable, or of the wrong shape raises
-CacheMissing, so the caller can rebuild it from the original files.
+(shard_id, index) pair. A shard that is missing, unreadable, or of the wrong shape (the project's
+image size or channels changed) raises CacheMissing; the caller rebuilds it from the stored
+files (activelearn.services.cache_rebuild) and writes it back under its id with replace_shard.
 """
 
 from __future__ import annotations
@@ -58,13 +59,7 @@ class TensorCache:
         step, without overwriting: a hard link fails if another process took that id first (we
         then take the next one). Where hard links are not supported, os.replace is used.
         """
-        if not isinstance(pixels, np.ndarray) or pixels.dtype != np.uint8:
-            raise ValueError("pixels must be a uint8 numpy array")
-        if pixels.ndim != 4 or pixels.shape[1:] != self.item_shape or pixels.shape[0] < 1:
-            raise ValueError(
-                f"pixels must have shape (n >= 1, {', '.join(map(str, self.item_shape))}), "
-                f"got {pixels.shape}"
-            )
+        self._check_pixels(pixels)
         descriptor, temporary = tempfile.mkstemp(prefix=".shard-", suffix=".tmp", dir=self.root)
         try:
             with os.fdopen(descriptor, "wb") as handle:
@@ -77,6 +72,35 @@ class TensorCache:
             if os.path.exists(temporary):
                 os.unlink(temporary)
         return shard_id
+
+    def replace_shard(self, shard_id: int, pixels: np.ndarray) -> None:
+        """Write shard `shard_id` again (a rebuild): same id, same item order, new pixels.
+
+        Published with one os.replace, so a reader sees the old file or the new one, never half.
+        """
+        self._check_pixels(pixels)
+        descriptor, temporary = tempfile.mkstemp(prefix=".shard-", suffix=".tmp", dir=self.root)
+        try:
+            with os.fdopen(descriptor, "wb") as handle:
+                np.save(handle, np.ascontiguousarray(pixels), allow_pickle=False)
+                handle.flush()
+                os.fsync(handle.fileno())
+            with self._lock:
+                os.replace(temporary, self.shard_path(shard_id))
+                self._open.pop(shard_id, None)
+                self._next_id = max(self._next_id, shard_id + 1)
+        finally:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
+
+    def _check_pixels(self, pixels: np.ndarray) -> None:
+        if not isinstance(pixels, np.ndarray) or pixels.dtype != np.uint8:
+            raise ValueError("pixels must be a uint8 numpy array")
+        if pixels.ndim != 4 or pixels.shape[1:] != self.item_shape or pixels.shape[0] < 1:
+            raise ValueError(
+                f"pixels must have shape (n >= 1, {', '.join(map(str, self.item_shape))}), "
+                f"got {pixels.shape}"
+            )
 
     def _publish(self, temporary: str) -> int:
         shard_id = max(self._next_id, max(self._shard_ids(), default=0) + 1)
@@ -112,6 +136,16 @@ class TensorCache:
             except (OSError, ValueError) as error:
                 raise CacheMissing(int(shard_id), f"unreadable ({error})") from error
         return out
+
+    def stale_shards(self, shard_ids: Sequence[int]) -> list[int]:
+        """Those of `shard_ids` that are missing, unreadable or of another shape (to rebuild)."""
+        stale = []
+        for shard_id in sorted(set(int(s) for s in shard_ids)):
+            try:
+                self._shard(shard_id)
+            except CacheMissing:
+                stale.append(shard_id)
+        return stale
 
     def load_one(self, ref: tuple[int, int]) -> np.ndarray:
         """(shard_id, index) -> (C, S, S) uint8."""

@@ -124,6 +124,32 @@ def decode_image(
     )
 
 
+IMAGE_SIZES = (28, 32, 48, 64)  # what an automatic choice picks from (training cost ~ size^2)
+COLOR_TOLERANCE = 8  # channel differences up to this count as gray (JPEG noise)
+
+
+@dataclass(frozen=True)
+class ImageShape:
+    image_size: int
+    channels: int
+
+
+def choose_image_shape(images: list[DecodedImage]) -> ImageShape:
+    """A sensible image_size and channels for a project from a sample of its images, decoded
+    with channels=3: color when any image has color; the smallest of IMAGE_SIZES at least the
+    median short side (capped at 64 px), so 28 px digits stay 28 and photos get 64."""
+    if not images:
+        return ImageShape(image_size=IMAGE_SIZES[0], channels=1)
+    color = any(
+        int(np.abs(image.pixels.astype(np.int16) - image.pixels[:1]).max()) > COLOR_TOLERANCE
+        for image in images
+        if image.pixels.shape[0] == 3
+    )
+    short = float(np.median([min(image.width, image.height) for image in images]))
+    size = next((s for s in IMAGE_SIZES if s >= min(short, IMAGE_SIZES[-1])), IMAGE_SIZES[-1])
+    return ImageShape(image_size=size, channels=3 if color else 1)
+
+
 def _to_tensor(image: Image.Image, *, image_size: int, channels: int) -> np.ndarray:
     """-> (channels, image_size, image_size) uint8, C-contiguous."""
     array = _to_eight_bit(image)  # (H, W) or (H, W, 3) uint8, alpha already composited

@@ -139,6 +139,11 @@ def _file_item(path: str, *, label: str | None, split: str | None = None) -> Sou
     return SourceItem(path=path, data=data, label=label, split=split, error=error)
 
 
+def read_file(path: str) -> tuple[bytes | None, str | None]:
+    """A stored file's bytes (at most MAX_FILE_BYTES + 1), or why it could not be read."""
+    return _read_file(path)
+
+
 def _read_file(path: str) -> tuple[bytes | None, str | None]:
     """The first MAX_FILE_BYTES + 1 bytes of a regular file, or why it could not be read."""
     try:

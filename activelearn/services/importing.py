@@ -6,6 +6,7 @@ keeps everything imported before the failure, and annotators keep labeling meanw
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -18,7 +19,12 @@ from sqlalchemy.orm import Session
 from activelearn.errors import ImportFailed, OutsideImportRoots
 from activelearn.ingest import roots as import_roots
 from activelearn.ingest.cache import TensorCache
-from activelearn.ingest.decode import DecodedImage, ImageRejected, decode_image
+from activelearn.ingest.decode import (
+    DecodedImage,
+    ImageRejected,
+    choose_image_shape,
+    decode_image,
+)
 from activelearn.ingest.demo import demo_images
 from activelearn.ingest.sources import (
     ZIP_SIGNATURES,
@@ -31,6 +37,7 @@ from activelearn.ingest.sources import (
     scan_zip,
 )
 from activelearn.services import access
+from activelearn.services.settings import ProjectSettings
 from activelearn.types import ImportReport
 from db import queries
 from db.engine import read_session, with_write_retry
@@ -206,12 +213,16 @@ def _run(
         report.classes_added = [name for name in after if name not in before]
     settings = project.settings
     classes = set(project.classes)
+    batches = _batches(scan.items, BATCH_SIZE)
+    first = next(batches, [])
+    if settings.auto_image_shape and first and project.status().n_samples == 0:
+        settings = _choose_shape(project, first)
     cache = TensorCache(
         project.cache_dir, channels=settings.channels, image_size=settings.image_size
     )
     rng = random.Random()
     seen: set[str] = set()
-    for batch in _batches(scan.items, BATCH_SIZE):
+    for batch in itertools.chain([first], batches):
         accepted: list[_Accepted] = []
         for item in batch:
             outcome = _check(item, classes, settings.image_size, settings.channels)
@@ -233,6 +244,34 @@ def _run(
             )
         _store(project, accepted, report, cache, rng, copy_files, pool_labels_are_gold)
     return report.freeze()
+
+
+def _choose_shape(project: Project, sample: list[SourceItem]) -> ProjectSettings:
+    """The first import into a project without a chosen image shape picks one from its images
+    (RGB photos are not read as 28 px grayscale); the project keeps it from then on."""
+    decoded = []
+    for item in sample:
+        if item.data is None or item.error:
+            continue
+        try:
+            decoded.append(decode_image(item.data, image_size=16, channels=3))
+        except ImageRejected:
+            continue
+    if not decoded:
+        return project.settings
+    shape = choose_image_shape(decoded)
+
+    def work(session: Session) -> ProjectSettings:
+        # The system's choice, not a person's settings change: no lead role needed.
+        row = queries.get_project_by_id(session, project.id)
+        assert row is not None
+        new = ProjectSettings.from_json(row.settings).updated(
+            image_size=shape.image_size, channels=shape.channels, auto_image_shape=False
+        )
+        queries.update_project(session, project.id, settings=new.to_json())
+        return new
+
+    return with_write_retry(project.engine, work)
 
 
 def _batches(items: Iterable[SourceItem], size: int) -> Iterator[list[SourceItem]]:

@@ -44,6 +44,8 @@ class ProjectSettings:
     class_weighting: bool = False
     acquisition_batch: int = 10  # batch size for batch-aware strategies
     allowed_annotators: tuple[str, ...] = ()  # empty: anyone may label
+    # True until image_size/channels are set: the first import then picks them from its images.
+    auto_image_shape: bool = True
 
     def validate(self) -> ProjectSettings:
         if self.strategy not in KNOWN_STRATEGIES:
@@ -72,8 +74,12 @@ class ProjectSettings:
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> ProjectSettings:
+        """Settings stored on a project row (or given to create_project): unknown keys ignored;
+        image_size/channels given by hand are kept (no automatic choice at the first import)."""
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in (data or {}).items() if k in known}
+        if "auto_image_shape" not in values and {"image_size", "channels"} & set(values):
+            values["auto_image_shape"] = False
         if "allowed_annotators" in values:
             values["allowed_annotators"] = tuple(values["allowed_annotators"] or ())
         return cls(**values)
@@ -87,4 +93,6 @@ class ProjectSettings:
             )
         if "allowed_annotators" in changes:
             changes["allowed_annotators"] = tuple(changes["allowed_annotators"] or ())
+        if {"image_size", "channels"} & set(changes):
+            changes.setdefault("auto_image_shape", False)  # chosen by hand: kept
         return replace(self, **changes).validate()

@@ -618,6 +618,7 @@ def _run_round(
     goes to the worker log, and everything the round wrote is removed again.
     """
     from activelearn.ingest.cache import TensorCache
+    from activelearn.services.cache_rebuild import load_pixels
     from activelearn.services.workspace import project_cache_dir, utcnow
     from db import rounds as round_queries
     from db.engine import with_write_retry
@@ -662,9 +663,25 @@ def _run_round(
             channels=settings.channels,
             image_size=settings.image_size,
         )
-        pool_pixels = cache.load(pool_refs)
+
+        def rebuilding(done: int, total: int) -> None:
+            monitor.update(RoundProgress("rebuilding cache", 0.0, {"rebuilt": done, "of": total}))
+
+        # Shards that are missing, damaged or of an older image size/channels are decoded
+        # again from the stored files first (the round's phase says so meanwhile).
+        pool_pixels = load_pixels(engine, snap.project_id, cache, pool_refs, progress=rebuilding)
         train_pixels = pool_pixels[len(snap.pool_open) :]  # the labeled rows come last
-        eval_pixels = cache.load([(r[2], r[3]) for r in eval_rows]) if eval_rows else None
+        eval_pixels = (
+            load_pixels(
+                engine,
+                snap.project_id,
+                cache,
+                [(r[2], r[3]) for r in eval_rows],
+                progress=rebuilding,
+            )
+            if eval_rows
+            else None
+        )
         timings = {"loading": time.perf_counter() - started}
 
         result = train_and_score(
