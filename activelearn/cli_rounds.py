@@ -49,13 +49,22 @@ def register(subparsers: Any, add_common: Callable[..., None]) -> None:
     sim.add_argument("--epochs", type=int, default=20, help="training epochs per round (20)")
     sim.add_argument("--batch-size", type=int, default=64, help="training batch size (64)")
     sim.add_argument("--repeats", type=int, default=3, help="repeats per strategy (3)")
-    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--seed", type=int, default=0, help="random seed of the first repeat (0)")
     sim.add_argument(
         "--first-repeat", type=int, default=0, help="number repeats from here (extend a run)"
     )
-    sim.add_argument("--image-size", type=int, default=28)
-    sim.add_argument("--channels", type=int, choices=(1, 3), default=1)
-    sim.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    sim.add_argument(
+        "--image-size", type=int, default=28, help="images are resized to this (28 px)"
+    )
+    sim.add_argument(
+        "--channels", type=int, choices=(1, 3), default=1, help="1: grayscale, 3: RGB (1)"
+    )
+    sim.add_argument(
+        "--device",
+        default="auto",
+        choices=("auto", "cpu", "cuda", "mps"),
+        help="training device (auto: CUDA when available)",
+    )
     sim.add_argument(
         "--threads", type=int, default=None, help="CPU threads (default: cores - 1, at least 1)"
     )
@@ -74,38 +83,73 @@ def register(subparsers: Any, add_common: Callable[..., None]) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from activelearn.services import rounds
     from activelearn.services.workspace import Workspace
 
-    with Workspace(args.db, data_dir=args.data_dir) as ws:
-        project = ws.project(args.project)
+    with Workspace(args.db, data_dir=args.data_dir, create=False) as ws:
+        project = ws.only_project(args.project)
         info = project.request_round(requested_by="cli")
-        print(f"round {info.id} {info.status} for project {project.name!r}")
-        if not args.wait:
-            if not rounds.worker_alive(ws):
-                print("no worker is running: start one with `activelearn worker`")
-            return 0
-        if info.status == "queued" and not rounds.worker_alive(ws):
-            # No worker: run this round right here (the same code path as a worker); only
-            # this one, not another project's older queued round.
-            from activelearn.worker import WorkerConfig, run_worker, set_threads
+        try:
+            return _train(ws, project, info, args)
+        except KeyboardInterrupt:
+            final = _cancel_interrupted(project, info.id)
+            print(f"error: interrupted: round {info.id} {final}", file=sys.stderr)
+            return 130
 
-            set_threads(None)
-            run_worker(WorkerConfig(url=ws.url, data_dir=ws.data_dir, once=True, round_id=info.id))
-        last: list[str] = []
 
-        def show(update: Any) -> None:
-            line = f"  {update.status} {update.phase} {update.progress:.0%}"
-            if not last or last[-1] != line:
-                last.append(line)
-                print(line, flush=True)
+def _cancel_interrupted(project: Any, round_id: int) -> str:
+    """Ctrl-C during `train --wait`: the round is cancelled, whether it was still queued,
+    claimed by this process but not started, or running here; returns its status."""
+    from activelearn.services.workspace import utcnow
+    from activelearn.worker import worker_name
+    from db import rounds as round_queries
+    from db.engine import read_session, with_write_retry
 
-        final = rounds.wait_for_round(project, info.id, timeout_s=args.timeout, on_update=show)
-        if final.status == "succeeded":
-            print(f"round {final.id} succeeded on {final.n_labels} labels ({final.device})")
-            return 0
-        print(f"round {final.id} {final.status}: {final.error or ''}".rstrip(), file=sys.stderr)
-        return 0 if final.status in ("queued", "running") else 1
+    project.cancel_round(round_id)
+    with_write_retry(
+        project.engine,
+        lambda s: round_queries.finish_round(
+            s,
+            round_id,
+            worker=worker_name(),  # only a round this process holds
+            status="cancelled",
+            now=utcnow(),
+            error="cancelled (interrupted)",
+        ),
+    )
+    with read_session(project.engine) as session:
+        row = round_queries.get_round(session, round_id)
+        return row.status if row is not None else "gone"
+
+
+def _train(ws: Any, project: Any, info: Any, args: argparse.Namespace) -> int:
+    from activelearn.services import rounds
+
+    print(f"round {info.id} {info.status} for project {project.name!r}")
+    if not args.wait:
+        if not rounds.worker_alive(ws):
+            print("no worker is running: start one with `activelearn worker`")
+        return 0
+    if info.status == "queued" and not rounds.worker_alive(ws):
+        # No worker: run this round right here (the same code path as a worker); only
+        # this one, not another project's older queued round.
+        from activelearn.worker import WorkerConfig, run_worker, set_threads
+
+        set_threads(None)
+        run_worker(WorkerConfig(url=ws.url, data_dir=ws.data_dir, once=True, round_id=info.id))
+    last: list[str] = []
+
+    def show(update: Any) -> None:
+        line = f"  {update.status} {update.phase} {update.progress:.0%}"
+        if not last or last[-1] != line:
+            last.append(line)
+            print(line, flush=True)
+
+    final = rounds.wait_for_round(project, info.id, timeout_s=args.timeout, on_update=show)
+    if final.status == "succeeded":
+        print(f"round {final.id} succeeded on {final.n_labels} labels ({final.device})")
+        return 0
+    print(f"round {final.id} {final.status}: {final.error or ''}".rstrip(), file=sys.stderr)
+    return 0 if final.status in ("queued", "running") else 1
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -150,7 +194,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         )
     except SimulationError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return 1
     if keep is not None:
         if str(keep) != out:
             shutil.copyfile(out, keep)
@@ -162,7 +206,7 @@ def _project_simulation_file(args: argparse.Namespace) -> Path:
     from activelearn.services.dashboard import simulation_dir
     from activelearn.services.workspace import Workspace
 
-    with Workspace(args.db, data_dir=args.data_dir) as ws:
+    with Workspace(args.db, data_dir=args.data_dir, create=False) as ws:
         folder = simulation_dir(ws.project(args.project))
     folder.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")

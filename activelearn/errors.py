@@ -60,6 +60,14 @@ class InvalidSetting(ActivelearnError):
     pass
 
 
+class NoDatabase(ActivelearnError):
+    """A command that reads a database was pointed at one that does not exist."""
+
+
+class ExportRefused(ActivelearnError):
+    """An export would overwrite something, or could not be written whole."""
+
+
 class NothingToExport(ActivelearnError):
     """An export was asked for before there is anything to export (no round, no checkpoint)."""
 

@@ -73,7 +73,7 @@ def run_worker(config: WorkerConfig) -> int:
     from activelearn.services.training import run_round
     from activelearn.services.workspace import Workspace
 
-    workspace = Workspace(config.url, data_dir=config.data_dir)
+    workspace = Workspace(config.url, data_dir=config.data_dir, create=False)
     name = worker_name()
     ran = 0
     idle_since = time.monotonic()
@@ -164,9 +164,16 @@ def write_pid_file(data_dir: Path) -> Path:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--db", default=None, help="SQLAlchemy URL (default: the data/ SQLite file)"
+        "--db",
+        default=None,
+        help="SQLAlchemy URL (default: $ACTIVELEARN_DB_URL, else sqlite:///data/activelearn.db)",
     )
-    parser.add_argument("--data-dir", default=None, help="caches and checkpoints folder")
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder for caches, stored files and checkpoints "
+        "(default: $ACTIVELEARN_DATA_DIR, else beside the SQLite file)",
+    )
     parser.add_argument(
         "--once", action="store_true", help="run at most one queued round, then exit"
     )

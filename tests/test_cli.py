@@ -78,6 +78,7 @@ def test_import_status_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 def test_unknown_project_is_a_plain_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    Workspace(f"sqlite:///{tmp_path / 'cli.db'}", data_dir=tmp_path / "data").close()
     assert main(["export", "--project", "nope", *_db(tmp_path)]) == 1
     assert "error: no project named 'nope'" in capsys.readouterr().err
 
@@ -132,7 +133,7 @@ def test_export_predictions_checkpoint_and_image_folder(
     assert main([*args, "--format", "predictions-csv"]) == 0
     assert capsys.readouterr().out.count("\n") == 16  # header + 15 rows
 
-    assert main([*args, "--format", "checkpoint"]) == 2  # a folder format needs --out
+    assert main([*args, "--format", "checkpoint"]) == 1  # a folder format needs --out
     model = tmp_path / "model"
     assert main([*args, "--format", "checkpoint", "--out", str(model)]) == 0
     assert json.loads((model / "classes.json").read_text())["classes"] == CLASSES

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import shutil
+import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from activelearn.errors import NothingToExport
+from activelearn.errors import ExportRefused, NothingToExport
 from activelearn.services.access import lead_export
 from activelearn.services.workspace import SCORE_FIELDS
 from db import dashboard as dash_queries
@@ -327,3 +330,87 @@ def checkpoint_zip_bytes(project: Project) -> bytes:
             archive.write(source / name, name)
         archive.writestr("classes.json", _checkpoint_extras(project, round_id))
     return buffer.getvalue()
+
+
+# ---------------------------------------------------------------- writing exports safely
+
+
+def check_file_target(path: str | Path, *, force: bool) -> Path:
+    """An export file's path, refused when it is a folder, its folder is missing, or it exists
+    (unless force)."""
+    target = Path(path)
+    if target.is_dir():
+        raise ExportRefused(f"{target} is a folder: give a file name for this format")
+    if not target.parent.is_dir():
+        raise ExportRefused(f"folder {target.parent} does not exist")
+    if target.exists() and not force:
+        raise ExportRefused(f"{target} exists: add --force to overwrite it")
+    return target
+
+
+def write_file(path: str | Path, data: bytes, *, force: bool) -> Path:
+    """Write an export file whole: a temporary file renamed over the target in one step."""
+    target = check_file_target(path, force=force)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+        os.replace(temporary, target)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    return target
+
+
+def write_fresh_folder(folder: str | Path, fill: Callable[[Path], None], *, force: bool) -> Path:
+    """Write a folder export fresh and whole: `fill` writes into a new sibling folder, which
+    then takes the target's place (an old export is removed only after that). Refuses a target
+    that is a file, or an existing non-empty folder without force; nothing is left behind when
+    `fill` fails."""
+    target = Path(folder)
+    if target.exists() and not target.is_dir():
+        raise ExportRefused(f"{target} is a file: a folder export needs a folder")
+    if not target.parent.is_dir():
+        raise ExportRefused(f"folder {target.parent} does not exist")
+    if target.is_dir() and any(target.iterdir()) and not force:
+        raise ExportRefused(f"{target} is not empty: add --force to replace it")
+    fresh = Path(tempfile.mkdtemp(prefix=f".{target.name}.new-", dir=target.parent))
+    os.chmod(fresh, 0o755)  # mkdtemp's 0700 would carry over to the export
+    try:
+        fill(fresh)
+        old = None
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            os.replace(target, old / "export")
+        os.replace(fresh, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if fresh.exists():
+            shutil.rmtree(fresh, ignore_errors=True)
+    return target
+
+
+def export_image_folder(project: Project, folder: str | Path, *, force: bool) -> int:
+    """The ImageFolder export, fresh and whole: refused (nothing written) when a labeled
+    image's file is gone. Returns the images written."""
+    written: list[int] = []
+
+    def fill(fresh: Path) -> None:
+        report = write_image_folder(project, fresh)
+        if report.missing:
+            shown = ", ".join(report.missing[:3])
+            more = f" and {len(report.missing) - 3} more" if len(report.missing) > 3 else ""
+            raise ExportRefused(
+                f"{len(report.missing)} labeled image file(s) are gone ({shown}{more}): "
+                "nothing was exported"
+            )
+        written.append(report.written)
+
+    write_fresh_folder(folder, fill, force=force)
+    return written[0]
+
+
+def export_checkpoint(project: Project, folder: str | Path, *, force: bool) -> Path:
+    latest_checkpoint(project)  # raises NothingToExport before anything is touched
+    return write_fresh_folder(folder, lambda fresh: write_checkpoint(project, fresh), force=force)

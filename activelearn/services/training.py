@@ -758,6 +758,14 @@ def _run_round(
         log.warning("round %s was taken from this worker (stale heartbeat?)", round_id)
         _cleanup(engine, round_id, data_dir)
         return "lost"
+    except KeyboardInterrupt:
+        # Ctrl-C in `activelearn train --wait` (or a worker in a terminal): the user stopped
+        # the round, which is a cancel, not a failure.
+        monitor.stop()
+        log.info("round %s cancelled by an interrupt", round_id)
+        _finish_unsuccessful(engine, round_id, worker, "cancelled", "cancelled (interrupted)")
+        _cleanup(engine, round_id, data_dir)
+        raise
     except BaseException as error:
         monitor.stop()
         log.exception("round %s failed", round_id)

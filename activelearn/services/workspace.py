@@ -12,13 +12,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pandas as pd
-from sqlalchemy import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, IntegrityError
 from sqlalchemy.orm import Session
 
 from activelearn.errors import (
     InvalidAnnotator,
     InvalidClasses,
+    NoDatabase,
     NotAllowed,
     NothingToRelabel,
     NothingToUndo,
@@ -70,6 +72,40 @@ def resolve_data_dir(url: str | None, data_dir: str | Path | None) -> Path:
     return db_file.parent if db_file is not None else Path("data")
 
 
+def _shown(url: str) -> str:
+    db_file = sqlite_path(url)
+    if db_file is not None:
+        return str(db_file.resolve())
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def check_database_exists(url: str) -> None:
+    """Raise NoDatabase when `url` is a SQLite file that does not exist (opening it would
+    create it); other databases are checked for tables once connected (has_schema)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as error:
+        raise NoDatabase(
+            f"not a database URL: {url!r} (give one like sqlite:///path/to/activelearn.db)"
+        ) from error
+    db_file = sqlite_path(url) if parsed.get_backend_name() == "sqlite" else None
+    if db_file is not None and not db_file.is_file():
+        hint = (
+            " (a relative path: sqlite:////abs/path has four slashes)"
+            if not db_file.is_absolute()
+            else ""
+        )
+        raise NoDatabase(
+            f"no database at {db_file.resolve()}{hint}: "
+            "`activelearn demo` or `activelearn import` creates one"
+        )
+
+
+def has_schema(engine: Engine) -> bool:
+    """Whether the database holds activelearn's tables (Alembic's version table)."""
+    return "alembic_version" in inspect(engine).get_table_names()
+
+
 def validate_classes(classes: list[str]) -> list[str]:
     cleaned = [str(name).strip() for name in classes]
     if len(cleaned) < 2:
@@ -113,6 +149,10 @@ class Workspace:
     local operator (the CLI, a script), who may do everything; the app binds the logged-in user.
     `import_roots`: when given, every folder and manifest imported (and each file a manifest
     names) must resolve inside one of these folders; None (the default) imports from anywhere.
+    `create`: whether a database that does not exist yet is created. The default (None) creates
+    one at a URL given here or in $ACTIVELEARN_DB_URL, but never the implicit
+    ./data/activelearn.db: `Workspace()` in a folder without one raises NoDatabase instead of
+    leaving a stray database behind (the app and `activelearn demo`/`import` pass create=True).
     """
 
     def __init__(
@@ -123,8 +163,14 @@ class Workspace:
         data_dir: str | Path | None = None,
         migrate: bool = True,
         import_roots: list[str | Path] | None = None,
+        create: bool | None = None,
     ) -> None:
+        explicit = url or os.environ.get("ACTIVELEARN_DB_URL")
         self.url = url or default_url(Path(data_dir) if data_dir is not None else None)
+        if create is None:
+            create = bool(explicit)
+        if not create:
+            check_database_exists(self.url)
         self.data_dir = resolve_data_dir(self.url, data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.user: str | None = _bound_user(user)
@@ -132,6 +178,9 @@ class Workspace:
             None if import_roots is None else [Path(root) for root in import_roots]
         )
         self.engine: Engine = make_engine(self.url)
+        if not create and not has_schema(self.engine):
+            self.engine.dispose()
+            raise NoDatabase(f"no activelearn database at {_shown(self.url)} (it has no tables)")
         if migrate:
             upgrade(self.engine)
 
@@ -213,6 +262,37 @@ class Workspace:
                 known = ", ".join(p.name for p in queries.list_projects(session)) or "none yet"
                 raise ProjectNotFound(f"no project named {name!r} (projects: {known})")
             return Project(self, row.id, row.name)
+
+    def only_project(self, name: str | None = None) -> Project:
+        """The project called `name`; without a name, the only project (never a guess among
+        several, and never a default name)."""
+        if name:
+            return self.project(name)
+        projects = self.projects()
+        if len(projects) == 1:
+            return projects[0]
+        if not projects:
+            raise ProjectNotFound(
+                "no projects yet: run `activelearn demo` or `activelearn import --project NAME`"
+            )
+        names = ", ".join(p.name for p in projects)
+        raise ProjectNotFound(f"several projects ({names}): name one with --project")
+
+    def remove_empty_project(self, name: str) -> bool:
+        """Delete a project that holds no samples (a failed first import); True if deleted."""
+        import shutil
+
+        def work(session: Session) -> Project | None:
+            row = queries.get_project(session, name)
+            if row is None or queries.sample_counts(session, row.id):
+                return None
+            session.delete(row)
+            return Project(self, row.id, row.name)
+
+        removed = with_write_retry(self.engine, work)
+        if removed is not None:
+            shutil.rmtree(removed.cache_dir, ignore_errors=True)
+        return removed is not None
 
     def projects(self) -> list[Project]:
         with read_session(self.engine) as session:

@@ -35,7 +35,7 @@ DEMO_SPINNER = "Preparing the demo project: importing 5,000 MNIST digits (first 
 
 @st.cache_resource(show_spinner=False)
 def _workspace(url: str | None, data_dir: str | None, roots: str | None) -> Workspace:
-    ws = Workspace(url, data_dir=data_dir)
+    ws = Workspace(url, data_dir=data_dir, create=True)  # a fresh machine gets the demo
     # Every server path typed into the browser must lie under the import roots.
     ws.import_roots = configured_roots(ws.data_dir)
     if not roots:

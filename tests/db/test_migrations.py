@@ -135,9 +135,7 @@ def test_one_live_label_migration_keeps_the_newest_of_doubled_labels(db_url: str
             )
     upgrade(engine)
     with engine.connect() as connection:
-        rows = connection.execute(
-            text("SELECT id, superseded FROM annotations ORDER BY id")
-        ).all()
+        rows = connection.execute(text("SELECT id, superseded FROM annotations ORDER BY id")).all()
     assert [(i, bool(s)) for i, s in rows] == [(1, True), (2, False)]
     with pytest.raises(IntegrityError), engine.begin() as connection:
         connection.execute(
