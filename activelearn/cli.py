@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -369,6 +370,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.debug:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    else:
+        # A round run in-process (train --wait) logs its traceback; the command says the reason
+        # in one line instead (the worker command configures its own log).
+        logging.getLogger("activelearn").addHandler(logging.NullHandler())
     try:
         return int(args.handler(args) or 0)
     except KeyboardInterrupt:
@@ -386,6 +393,9 @@ def _one_line(error: BaseException) -> str:
     text = " ".join(str(error).split())
     if isinstance(error, ActivelearnError | CliError):
         return text
+    original = getattr(error, "orig", None)  # a database driver's own message
+    if original is not None and str(original).strip():
+        return " ".join(str(original).split())
     if isinstance(error, OSError) and error.strerror:
         where = f": {error.filename}" if error.filename else ""
         return f"{error.strerror}{where}"

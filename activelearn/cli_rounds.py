@@ -148,8 +148,11 @@ def _train(ws: Any, project: Any, info: Any, args: argparse.Namespace) -> int:
     if final.status == "succeeded":
         print(f"round {final.id} succeeded on {final.n_labels} labels ({final.device})")
         return 0
-    print(f"round {final.id} {final.status}: {final.error or ''}".rstrip(), file=sys.stderr)
-    return 0 if final.status in ("queued", "running") else 1
+    if final.status in ("queued", "running"):  # --timeout passed: still on its way
+        print(f"round {final.id} still {final.status} after {args.timeout:g} s", file=sys.stderr)
+        return 0
+    print(f"error: round {final.id} {final.status}: {final.error or ''}".rstrip(), file=sys.stderr)
+    return 1
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

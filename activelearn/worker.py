@@ -197,7 +197,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_from_args(args: argparse.Namespace) -> int:
     """Entry point shared by `activelearn worker` and `python -m activelearn.worker`."""
-    from activelearn.services.workspace import resolve_data_dir
+    from activelearn.services.workspace import check_database_exists, resolve_data_dir
     from db.engine import default_url
 
     data_dir_arg = Path(args.data_dir) if args.data_dir else None
@@ -206,6 +206,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    check_database_exists(url, given=bool(args.db))  # before the pid file: nothing left behind
     signal.signal(signal.SIGTERM, _raise_exit)
     set_threads(args.threads)
     pid_file = write_pid_file(data_dir)

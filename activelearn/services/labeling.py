@@ -46,8 +46,13 @@ def check_task_is_theirs(
         )
 
 
-def stale_task(entry: AcquisitionEntry) -> TaskNotCurrent:
+def stale_task(entry: AcquisitionEntry, *, annotator: str | None = None) -> TaskNotCurrent:
     """The error for a task that can no longer be answered, saying why."""
+    if annotator is not None and entry.annotator != annotator:
+        return TaskNotCurrent(
+            f"task {entry.id} was served to {entry.annotator}, not {annotator}: "
+            "ask for your own next task (a label is corrected with relabel)"
+        )
     why = {
         "skipped": "it was skipped",
         "released": "it was given back",

@@ -79,9 +79,10 @@ def _shown(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def check_database_exists(url: str) -> None:
+def check_database_exists(url: str, *, given: bool = True) -> None:
     """Raise NoDatabase when `url` is a SQLite file that does not exist (opening it would
-    create it); other databases are checked for tables once connected (has_schema)."""
+    create it); other databases are checked for tables once connected (has_schema). `given`:
+    the URL was typed by someone (a relative path then gets a hint about the slashes)."""
     try:
         parsed = make_url(url)
     except ArgumentError as error:
@@ -90,11 +91,9 @@ def check_database_exists(url: str) -> None:
         ) from error
     db_file = sqlite_path(url) if parsed.get_backend_name() == "sqlite" else None
     if db_file is not None and not db_file.is_file():
-        hint = (
-            " (a relative path: sqlite:////abs/path has four slashes)"
-            if not db_file.is_absolute()
-            else ""
-        )
+        relative = given and not db_file.is_absolute()
+        hint = " (a relative path: an absolute one has four slashes, sqlite:////...)"
+        hint = hint if relative else ""
         raise NoDatabase(
             f"no database at {db_file.resolve()}{hint}: "
             "`activelearn demo` or `activelearn import` creates one"
@@ -170,7 +169,7 @@ class Workspace:
         if create is None:
             create = bool(explicit)
         if not create:
-            check_database_exists(self.url)
+            check_database_exists(self.url, given=bool(url))
         self.data_dir = resolve_data_dir(self.url, data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.user: str | None = _bound_user(user)
@@ -659,7 +658,7 @@ class Project:
         if entry.outcome == "labeled":
             live = labeling.answered_label_still_current(session, entry, name)
             if live is None:
-                raise labeling.stale_task(entry)
+                raise labeling.stale_task(entry, annotator=name)
             if live.label == value:
                 return  # a double submit stores one label
             labeling.replace_live_label(
