@@ -15,6 +15,7 @@ from pathlib import Path
 class OutsideImportRoots(ValueError):
     """A path resolves outside the import roots (services turn it into the public error)."""
 
+
 ROOTS_ENV = "ACTIVELEARN_IMPORT_ROOTS"
 DEFAULT_ROOT_NAME = "import"  # under the data folder: data/import/ by default
 

@@ -30,8 +30,7 @@ from activelearn.errors import (
     UnknownLabel,
     UnknownTask,
 )
-from activelearn.services import access
-from activelearn.services import labeling
+from activelearn.services import access, labeling
 from activelearn.services.settings import ProjectSettings
 from activelearn.types import ImportReport, LabelRecord, ProjectStatus, RoundInfo, Task
 from db import queries
@@ -810,7 +809,7 @@ class Project:
                     sample_id=sample.id,
                     annotator=name,
                     label=value,
-                    previous=None if previous is None else previous.label,
+                    previous=live.label,
                 )
 
         self._write_label(work)

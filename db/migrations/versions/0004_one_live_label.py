@@ -1,7 +1,7 @@
 """one live label per sample (partial unique index) and the label each correction replaced
 
 Revision ID: 0004
-Revises: 0003
+Revises: 0006
 Create Date: 2026-12-02
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004"
-down_revision = "0003"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
