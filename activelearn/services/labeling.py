@@ -11,25 +11,41 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from activelearn.errors import TaskNotCurrent
-from db import queries
+from activelearn.errors import NotAllowed, TaskNotCurrent
+from db import people, queries
 from db.models import AcquisitionEntry, Annotation
 
 MAX_HISTORY = 10_000  # a bound on walking a label's replacements (never reached in practice)
 
 
-def may_act_for_others(session: Session, project_id: int, annotator: str) -> bool:
-    """Whether `annotator` may answer, skip or give back tasks served to someone else.
+def may_act_for_others(session: Session, user: str | None) -> bool:
+    """Whether the acting `user` may answer, skip or give back tasks served to someone else.
 
-    The one place that decides it: roles do not exist yet, so nobody may. A project lead check
-    extends this function (and every labeling path follows).
+    Only a registered lead may. Open mode (no lead yet) and the local operator (user None) keep
+    the lease rule, so a typed name can never take over another annotator's task.
     """
-    del session, project_id, annotator
-    return False
+    if user is None:
+        return False
+    row = people.get_user(session, user)
+    return row is not None and row.role == "lead"
+
+
+def check_may_replace(
+    session: Session, *, user: str | None, live: Annotation, annotator: str
+) -> None:
+    """NotAllowed when, on a team server, an annotator would replace someone else's label."""
+    if live.annotator == annotator or not people.any_lead(session):
+        return  # open mode: anyone corrects any label, as before roles existed
+    if user is None or may_act_for_others(session, user):
+        return
+    raise NotAllowed(
+        f"{live.annotator!r} gave sample {live.sample_id}'s label: only a lead may correct it "
+        "(use send back for review to ask for a second look)"
+    )
 
 
 def check_task_is_theirs(
-    session: Session, *, project_id: int, entry: AcquisitionEntry, annotator: str
+    session: Session, *, entry: AcquisitionEntry, annotator: str, user: str | None
 ) -> None:
     """Raise TaskNotCurrent unless `annotator` holds task `entry`'s lease (or may act for others).
 
@@ -39,7 +55,7 @@ def check_task_is_theirs(
     lease = queries.lease_of_task(session, entry.id)
     if lease is None:
         raise stale_task(entry)
-    if lease.annotator != annotator and not may_act_for_others(session, project_id, annotator):
+    if lease.annotator != annotator and not may_act_for_others(session, user):
         raise TaskNotCurrent(
             f"task {entry.id} is held by {lease.annotator}, not {annotator}: "
             "ask for your own next task"

@@ -671,7 +671,9 @@ class Project:
             )
             queries.refresh_sample_label(session, entry.sample_id)
             return
-        labeling.check_task_is_theirs(session, project_id=self.id, entry=entry, annotator=name)
+        labeling.check_task_is_theirs(
+            session, entry=entry, annotator=name, user=self.workspace.user
+        )
         labeling.replace_live_label(
             session,
             project_id=self.id,
@@ -697,7 +699,9 @@ class Project:
         entry = self._entry(session, task_id)
         if entry.outcome is not None or queries.lease_of_task(session, entry.id) is None:
             return False  # answered, given back, or taken over: nothing is held any more
-        labeling.check_task_is_theirs(session, project_id=self.id, entry=entry, annotator=name)
+        labeling.check_task_is_theirs(
+            session, entry=entry, annotator=name, user=self.workspace.user
+        )
         queries.release_task(session, entry.id, outcome=outcome, now=now)
         return True
 
@@ -784,6 +788,7 @@ class Project:
                 )
             if live.label == value and live.annotator == name:
                 return  # another annotator's agreeing correction is kept: it is their answer
+            labeling.check_may_replace(session, user=self.workspace.user, live=live, annotator=name)
             now = utcnow()
             lease = queries.lease_of_sample(session, sample.id)
             if lease is not None and lease.expires_at > now and lease.annotator != name:

@@ -105,6 +105,9 @@ def test_lead_actions_are_audited(workspace: Workspace, tmp_path: Path) -> None:
     project.relabel(task.sample_id, "b", annotator="ana")  # a lead corrects ana's label
     labels = workspace.project("p").labels().set_index("sample_id")
     assert labels.loc[task.sample_id, "label"] == "b"
+    for label in ("a", "b"):  # a round needs labels of two classes
+        other = ana.next_task("ana")
+        ana.submit(other.id, label, annotator="ana")
     send_back_for_review(project, task.sample_id, by="lena")
     export.labels_csv_bytes(project)
     export.write_labels(project, tmp_path / "labels")  # csv + jsonl: one entry
@@ -300,3 +303,34 @@ def test_audit_csv_cells_never_run_as_formulas(workspace: Workspace) -> None:
     text = access.audit_csv_bytes(workspace).decode()
     assert "'=HYPERLINK(1)" in text
     assert "\n=" not in text and ",=" not in text and ",@" not in text
+
+
+def test_only_a_lead_answers_or_corrects_for_someone_else(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    """Issue 15 x 13: a task is answered by whoever holds it, or by a registered lead; on a team
+    server an annotator corrects only her own labels."""
+    from activelearn.errors import TaskNotCurrent
+
+    _project_with_images(workspace, tmp_path).update_settings(retrain_every=0)
+    workspace.set_role("lena", "lead")
+    workspace.set_role("ana", "annotator")
+    workspace.set_role("eve", "annotator")
+    ana = workspace.as_user("ana").project("p")
+    eve = workspace.as_user("eve").project("p")
+    lena = workspace.as_user("lena").project("p")
+
+    held = ana.next_task("ana")
+    with pytest.raises(TaskNotCurrent, match="held by ana"):
+        eve.submit(held.id, "b", annotator="eve")
+    lena.submit(held.id, "b", annotator="lena")  # a lead may answer a task held by someone else
+    assert lena.labels().set_index("sample_id").loc[held.sample_id, "label"] == "b"
+
+    mine = eve.next_task("eve")
+    eve.submit(mine.id, "a", annotator="eve")
+    with pytest.raises(NotAllowed, match="only a lead may correct"):
+        ana.relabel(mine.sample_id, "b", annotator="ana")
+    lena.relabel(mine.sample_id, "b", annotator="lena")
+    labels = lena.labels()
+    assert (labels["sample_id"] == mine.sample_id).sum() == 1
+    assert labels.set_index("sample_id").loc[mine.sample_id, "label"] == "b"
