@@ -201,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         help="SSL embedding, PCA of raw pool pixels, or both joined (unit parts, equal weight)",
     )
     parser.add_argument("--pca", type=int, default=30, help="pixel PCA components")
+    parser.add_argument("--temperature", type=float, default=1.0, help="< 1 sharpens")
     parser.add_argument("--k", type=int, default=5, help="neighbours per node in the pool graph")
     parser.add_argument("--skip-100k", action="store_true")
     args = parser.parse_args(argv)
@@ -248,7 +249,10 @@ def main(argv: list[str] | None = None) -> int:
 
     learner = EmbeddingLearner(
         EmbeddingLearnerConfig(
-            members=args.members, propagate=not args.no_propagate, label_keep=args.label_keep
+            members=args.members,
+            propagate=not args.no_propagate,
+            label_keep=args.label_keep,
+            temperature=args.temperature,
         )
     )
     results: dict[str, list[list[dict]]] = {}
