@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         help="SSL embedding, PCA of raw pool pixels, or both joined (unit parts, equal weight)",
     )
     parser.add_argument("--pca", type=int, default=30, help="pixel PCA components")
-    parser.add_argument("--temperature", type=float, default=1.0, help="< 1 sharpens")
+    parser.add_argument("--temperature", type=float, default=0.5, help="< 1 sharpens")
     parser.add_argument("--k", type=int, default=5, help="neighbours per node in the pool graph")
     parser.add_argument("--skip-100k", action="store_true")
     args = parser.parse_args(argv)

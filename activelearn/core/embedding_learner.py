@@ -48,7 +48,7 @@ class EmbeddingLearnerConfig:
     pseudo_weight: float = 1.0  # total weight of the pool term relative to the labeled term
     vote_weight: float = 0.7  # share of the graph vote in a member's prediction (0: head only)
     vote_neighbors: int = 10  # pool neighbours that vote for an input outside the pool
-    temperature: float = 1.0  # a member's mixed prediction p -> p^(1/T) / sum; < 1 sharpens
+    temperature: float = 0.5  # a member's mixed prediction p -> p^(1/T) / sum; < 1 sharpens
 
     def __post_init__(self) -> None:
         if (
