@@ -25,8 +25,10 @@ from activelearn.core.embedding_learner import EmbeddingLearner, EmbeddingLearne
 from activelearn.core.knn_graph import build_pool_graph
 from activelearn.core.metrics import accuracy, expected_calibration_error
 from activelearn.core.representation import (
+    PixelPCA,
     RepresentationConfig,
     embed_images,
+    join_features,
     load_encoder,
     save_encoder,
     train_encoder,
@@ -191,7 +193,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=int, default=200)
     parser.add_argument("--members", type=int, default=5)
     parser.add_argument("--no-propagate", action="store_true")
-    parser.add_argument("--label-keep", type=float, default=0.8)
+    parser.add_argument("--label-keep", type=float, default=1.0)
+    parser.add_argument(
+        "--features",
+        choices=("ssl", "pixels", "both"),
+        default="both",
+        help="SSL embedding, PCA of raw pool pixels, or both joined (unit parts, equal weight)",
+    )
+    parser.add_argument("--pca", type=int, default=30, help="pixel PCA components")
+    parser.add_argument("--temperature", type=float, default=0.5, help="< 1 sharpens")
+    parser.add_argument("--k", type=int, default=5, help="neighbours per node in the pool graph")
     parser.add_argument("--skip-100k", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -222,12 +233,26 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     pool_emb = torch.from_numpy(embed_images(trained.encoder, pool_x))
     test_emb = torch.from_numpy(embed_images(trained.encoder, digits[is_test]))
-    graph = build_pool_graph(pool_emb)
-    print(f"embed 5,000 + kNN graph of the pool: {time.perf_counter() - started:.1f} s")
+    if args.features != "ssl":
+        pca = PixelPCA.fit(pool_x, n_components=args.pca)  # pool only, never the test split
+        pool_pix, test_pix = pca.transform(pool_x), pca.transform(digits[is_test])
+        if args.features == "pixels":
+            pool_emb, test_emb = pool_pix, test_pix
+        else:
+            pool_emb = join_features(pool_emb, pool_pix)
+            test_emb = join_features(test_emb, test_pix)
+    graph = build_pool_graph(pool_emb, k=args.k)
+    print(
+        f"embed 5,000 + features {args.features} + kNN graph (k={args.k}) of the pool: "
+        f"{time.perf_counter() - started:.1f} s"
+    )
 
     learner = EmbeddingLearner(
         EmbeddingLearnerConfig(
-            members=args.members, propagate=not args.no_propagate, label_keep=args.label_keep
+            members=args.members,
+            propagate=not args.no_propagate,
+            label_keep=args.label_keep,
+            temperature=args.temperature,
         )
     )
     results: dict[str, list[list[dict]]] = {}

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from activelearn.core.knn_graph import PoolGraph, nearest_neighbors, spread_labels
 
-__all__ = ["EmbeddingEnsemble", "EmbeddingLearner", "EmbeddingLearnerConfig"]
+__all__ = ["EmbeddingEnsemble", "EmbeddingLearner", "EmbeddingLearnerConfig", "sharpen"]
 
 
 @dataclass(frozen=True)
@@ -48,9 +48,15 @@ class EmbeddingLearnerConfig:
     pseudo_weight: float = 1.0  # total weight of the pool term relative to the labeled term
     vote_weight: float = 0.7  # share of the graph vote in a member's prediction (0: head only)
     vote_neighbors: int = 10  # pool neighbours that vote for an input outside the pool
+    temperature: float = 0.5  # a member's mixed prediction p -> p^(1/T) / sum; < 1 sharpens
 
     def __post_init__(self) -> None:
-        if self.members < 1 or self.steps < 1 or not 0.0 < self.label_keep <= 1.0:
+        if (
+            self.members < 1
+            or self.steps < 1
+            or not 0.0 < self.label_keep <= 1.0
+            or self.temperature <= 0
+        ):
             raise ValueError(f"invalid embedding learner config {self}")
 
     def to_json(self) -> dict[str, Any]:
@@ -130,7 +136,7 @@ class EmbeddingEnsemble:
 
     def _mix(self, head: Tensor, vote: Tensor) -> Tensor:
         share = self.config.vote_weight
-        return (1.0 - share) * head + share * vote
+        return sharpen((1.0 - share) * head + share * vote, self.config.temperature)
 
     def save(self, path: str | Path) -> None:
         tensors = {k: v.contiguous() for k, v in self.params.items()}
@@ -143,6 +149,15 @@ class EmbeddingEnsemble:
         with safe_open(str(path), framework="pt") as handle:
             config = EmbeddingLearnerConfig.from_json(json.loads(handle.metadata()["config"]))
         return cls(config, load_file(str(path)))
+
+
+def sharpen(probs: Tensor, temperature: float) -> Tensor:
+    """(..., C) probabilities -> p^(1/T) renormalised over the last axis (T = 1: unchanged).
+    The spread targets are soft, so the mixture is under-confident; T < 1 counters that."""
+    if temperature == 1.0:
+        return probs
+    logp = probs.clamp_min(1e-30).log() / temperature
+    return logp.softmax(-1)
 
 
 def _kept_labels(labels: Tensor, n_classes: int, keep: float, gen: torch.Generator) -> Tensor:

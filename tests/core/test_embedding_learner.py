@@ -92,3 +92,15 @@ def test_bad_inputs_are_refused() -> None:
         learner.fit(torch.rand(3, 4), torch.tensor([0, 1, 5]), n_classes=3, seed=0)
     with pytest.raises(ValueError, match="need"):
         learner.fit(torch.rand(3, 4), torch.tensor([0, 1]), n_classes=3, seed=0)
+
+
+def test_sharpen_matches_hand_computation_and_leaves_t1_unchanged() -> None:
+    from activelearn.core.embedding_learner import sharpen
+
+    p = torch.tensor([[0.2, 0.8], [0.5, 0.5]])
+    # T = 0.5: squares renormalised: [0.04, 0.64] / 0.68
+    expected = torch.tensor([[0.04 / 0.68, 0.64 / 0.68], [0.5, 0.5]])
+    torch.testing.assert_close(sharpen(p, 0.5), expected)
+    assert sharpen(p, 1.0) is p
+    with pytest.raises(ValueError):
+        EmbeddingLearnerConfig(temperature=0.0)

@@ -13,17 +13,20 @@ from activelearn.core.representation.contrastive import (
     train_encoder,
 )
 from activelearn.core.representation.encoder import Encoder, EncoderConfig
+from activelearn.core.representation.features import PixelPCA, join_features
 
 __all__ = [
     "AugmentConfig",
     "Encoder",
     "EncoderConfig",
+    "PixelPCA",
     "RepresentationCancelled",
     "RepresentationConfig",
     "RepresentationProgress",
     "TrainedEncoder",
     "augment",
     "embed_images",
+    "join_features",
     "load_encoder",
     "nt_xent",
     "save_encoder",
