@@ -40,14 +40,14 @@ ROLES = ("lead", "annotator")
 LOCAL = "local"  # the audit log's name for user=None (the CLI, a script)
 # The UI binds this before anyone has logged in: not a valid user name (control character), so
 # it holds no role, and in team mode every check refuses it.
-ANONYMOUS = "\x00anonymous"
+ANONYMOUS = "\x01anonymous"
 MIN_PASSWORD = 8
 FREE_ATTEMPTS = 5  # failed log-ins per name before the lock-out starts
 FIRST_LOCK_SECONDS = 30  # then doubles with every further failure ...
 MAX_LOCK_SECONDS = 15 * 60  # ... up to this
 FAILURES_FORGOTTEN_AFTER = timedelta(hours=1)
 FREE_CLIENT_ATTEMPTS = 30  # failed log-ins per client (IP address) before its lock-out starts
-CLIENT_KEY = "\x00client:"  # throttle rows per client: never a typed name (control character)
+CLIENT_KEY = "\x01client:"  # throttle rows per client: never a typed name (control character)
 SESSION_HOURS_ENV = "ACTIVELEARN_SESSION_HOURS"
 DEFAULT_SESSION_HOURS = 12.0
 OPEN_SESSION_DAYS = 7  # a typed name in open mode survives reloads this long

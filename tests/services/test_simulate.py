@@ -59,8 +59,8 @@ def test_simulate_rejects_an_unknown_strategy_and_accepts_the_registry(
 ):
     pool, test = manifests(tmp_path / "images")
     code = main(["simulate", "--manifest", str(pool), "--test", str(test), "--strategy", "oracle"])
-    assert code == 2
-    assert "unknown strategy oracle" in capsys.readouterr().err
+    assert code == 1  # one error line, exit 1, like every CLI failure
+    assert capsys.readouterr().err.startswith("error: unknown strategy oracle")
     assert {"bald", "random", "entropy", "batchbald", "power_bald"} <= set(STRATEGIES)
 
 
@@ -85,10 +85,13 @@ def test_simulate_for_a_project_feeds_its_dashboard(
     args = ["simulate", "--manifest", str(pool), "--test", str(test), "--strategy", "random"]
     args += ["--init", "3", "--batch", "3", "--budget", "6", "--members", "2", "--epochs", "1"]
     args += ["--repeats", "1", "--image-size", "12", *db]
-    assert main([*args, "--project", "nope"]) == 1  # checked before any training
-    assert "no project named 'nope'" in capsys.readouterr().err
+    assert main([*args, "--project", "letters"]) == 1  # no database yet: nothing is created
+    assert "no database at" in capsys.readouterr().err
+    assert not (tmp_path / "sim.db").exists()
     with Workspace(db[1], data_dir=tmp_path / "data") as ws:
         ws.create_project("letters", classes=list("abc"))
+    assert main([*args, "--project", "nope"]) == 1  # checked before any training
+    assert "no project named 'nope'" in capsys.readouterr().err
     assert main([*args, "--project", "letters"]) == 0
     assert "results kept for project 'letters'" in capsys.readouterr().out
     with Workspace(db[1], data_dir=tmp_path / "data") as ws:
