@@ -52,13 +52,8 @@ class TensorCache:
     def shard_path(self, shard_id: int) -> Path:
         return self.root / f"shard-{shard_id:06d}.npy"
 
-    def write_shard(self, pixels: np.ndarray) -> int:
-        """(n, C, S, S) uint8 -> the new shard's id; ids only increase.
-
-        The array is written to a temporary file and published under its final name in one
-        step, without overwriting: a hard link fails if another process took that id first (we
-        then take the next one). Where hard links are not supported, os.replace is used.
-        """
+    def _write_temporary(self, pixels: np.ndarray) -> str:
+        """Checked pixels saved and synced to a temporary file beside the shards; its path."""
         self._check_pixels(pixels)
         descriptor, temporary = tempfile.mkstemp(prefix=".shard-", suffix=".tmp", dir=self.root)
         try:
@@ -66,6 +61,20 @@ class TensorCache:
                 np.save(handle, np.ascontiguousarray(pixels), allow_pickle=False)
                 handle.flush()
                 os.fsync(handle.fileno())
+        except BaseException:
+            os.unlink(temporary)
+            raise
+        return temporary
+
+    def write_shard(self, pixels: np.ndarray) -> int:
+        """(n, C, S, S) uint8 -> the new shard's id; ids only increase.
+
+        The array is written to a temporary file and published under its final name in one
+        step, without overwriting: a hard link fails if another process took that id first (we
+        then take the next one). Where hard links are not supported, os.replace is used.
+        """
+        temporary = self._write_temporary(pixels)
+        try:
             with self._lock:
                 shard_id = self._publish(temporary)
         finally:
@@ -78,13 +87,8 @@ class TensorCache:
 
         Published with one os.replace, so a reader sees the old file or the new one, never half.
         """
-        self._check_pixels(pixels)
-        descriptor, temporary = tempfile.mkstemp(prefix=".shard-", suffix=".tmp", dir=self.root)
+        temporary = self._write_temporary(pixels)
         try:
-            with os.fdopen(descriptor, "wb") as handle:
-                np.save(handle, np.ascontiguousarray(pixels), allow_pickle=False)
-                handle.flush()
-                os.fsync(handle.fileno())
             with self._lock:
                 os.replace(temporary, self.shard_path(shard_id))
                 self._open.pop(shard_id, None)

@@ -97,32 +97,29 @@ class _Report:
 
 def import_source(project: Project, path: str | Path, *, add_classes: bool = False) -> ImportReport:
     """A folder, a CSV manifest or a zip, told apart by content (leads only)."""
-    with access.lead_action(
-        project.workspace, "import", "import images", project=project, source=str(path)
-    ) as log:
-        source = _confined(project, path, manifest=None)
-        try:
-            scan = scan_source(source)
-        except SourceError as error:
-            raise ImportFailed(str(error)) from error
-        report = _run(project, scan, add_classes=add_classes, copy_files=scan.kind == "zip")
-        log.update(_counts(report, scan.kind))
-    return report
+    return _import_path(project, path, manifest=None, add_classes=add_classes)
 
 
 def import_manifest(
     project: Project, path: str | Path, *, add_classes: bool = False
 ) -> ImportReport:
+    return _import_path(project, path, manifest=True, add_classes=add_classes)
+
+
+def _import_path(
+    project: Project, path: str | Path, *, manifest: bool | None, add_classes: bool
+) -> ImportReport:
+    """Confine, scan and import a server path: a manifest when `manifest`, else by content."""
     with access.lead_action(
         project.workspace, "import", "import images", project=project, source=str(path)
     ) as log:
-        source = _confined(project, path, manifest=True)
+        source = _confined(project, path, manifest=manifest)
         try:
-            scan = scan_manifest(source)
+            scan = scan_manifest(source) if manifest else scan_source(source)
         except SourceError as error:
             raise ImportFailed(str(error)) from error
-        report = _run(project, scan, add_classes=add_classes, copy_files=False)
-        log.update(_counts(report, "manifest"))
+        report = _run(project, scan, add_classes=add_classes, copy_files=scan.kind == "zip")
+        log.update(_counts(report, scan.kind))
     return report
 
 

@@ -110,12 +110,17 @@ def replace_live_label(
     annotator: str,
     task_id: int | None,
     now: datetime,
+    make_eval: bool = False,
 ) -> int:
-    """Store `label` as the sample's one live label; the previous one becomes its history."""
+    """Store `label` as the sample's one live label; the previous one becomes its history.
+
+    The sample's own label and split follow (make_eval: an audit task's answer joins the
+    evaluation set), so no caller can change a label without them.
+    """
     live = queries.live_annotation(session, sample_id)
     if live is not None:
         queries.supersede(session, live.id, now)
-    return queries.add_annotation(
+    annotation_id = queries.add_annotation(
         session,
         project_id=project_id,
         sample_id=sample_id,
@@ -125,6 +130,8 @@ def replace_live_label(
         now=now,
         replaces_id=live.id if live is not None else None,
     )
+    queries.refresh_sample_label(session, sample_id, make_eval=make_eval)
+    return annotation_id
 
 
 def withdraw_label(session: Session, annotation: Annotation, now: datetime) -> int | None:
@@ -133,7 +140,8 @@ def withdraw_label(session: Session, annotation: Annotation, now: datetime) -> i
     Returns the restored annotation's id, or None when the sample is left without a label.
     """
     queries.supersede(session, annotation.id, now)
-    if annotation.replaces_id is None:
-        return None
-    queries.restore(session, annotation.replaces_id)
-    return annotation.replaces_id
+    restored = annotation.replaces_id
+    if restored is not None:
+        queries.restore(session, restored)
+    queries.refresh_sample_label(session, annotation.sample_id)
+    return restored

@@ -669,7 +669,6 @@ class Project:
                 task_id=None,  # the task's first answer keeps its task id
                 now=now,
             )
-            queries.refresh_sample_label(session, entry.sample_id)
             return
         labeling.check_task_is_theirs(
             session, entry=entry, annotator=name, user=self.workspace.user
@@ -682,8 +681,8 @@ class Project:
             annotator=name,
             task_id=entry.id,
             now=now,
+            make_eval=entry.strategy == "audit",
         )
-        queries.refresh_sample_label(session, entry.sample_id, make_eval=entry.strategy == "audit")
         queries.release_task(session, entry.id, outcome="labeled", now=now)
 
     def _after_label(self) -> RoundInfo | None:
@@ -739,7 +738,6 @@ class Project:
                 raise NothingToUndo(f"{name} has no label to undo in project {self.name!r}")
             now = utcnow()
             labeling.withdraw_label(session, last, now)
-            queries.refresh_sample_label(session, last.sample_id)
             original = queries.get_task(session, last.task_id) if last.task_id else None
             strategy = original.strategy if original is not None else "undo"
             held = queries.current_lease(session, self.id, name, now)
@@ -804,7 +802,6 @@ class Project:
                 task_id=None,
                 now=now,
             )
-            queries.refresh_sample_label(session, sample.id)
             if name != self.workspace.user and self.workspace.user is not None:
                 access.audit(
                     session,
