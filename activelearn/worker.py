@@ -22,9 +22,10 @@ from types import FrameType
 
 from sqlalchemy import Engine
 
+from activelearn import paths
+from activelearn.clock import utcnow
+
 DEFAULT_HEARTBEAT_TIMEOUT_S = 30.0
-PID_FILE = "worker.pid"
-LOG_FILE = "worker.log"
 
 log = logging.getLogger("activelearn.worker")
 
@@ -41,7 +42,6 @@ def worker_name() -> str:
 
 
 def claim_round(engine: Engine, *, worker: str, round_id: int | None = None) -> int | None:
-    from activelearn.services.workspace import utcnow
     from db import rounds as round_queries
     from db.engine import read_session, with_write_retry
 
@@ -156,7 +156,7 @@ def set_threads(threads: int | None) -> int:
 
 
 def write_pid_file(data_dir: Path) -> Path:
-    path = Path(data_dir) / PID_FILE
+    path = paths.pid_file(data_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"{os.getpid()}\n")
     return path

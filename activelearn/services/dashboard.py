@@ -27,6 +27,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from activelearn.clock import utcnow
 from activelearn.errors import UnknownTask
 from db import dashboard as dash_queries
 from db import queries
@@ -501,7 +502,6 @@ def _stored_view(
 
 
 def _save_pool_view(engine: Engine, view: PoolView) -> None:
-    from activelearn.services.workspace import utcnow
 
     summary = pool_view_to_json(view)
     with_write_retry(
@@ -843,7 +843,7 @@ def send_back_for_review(project: Project, sample_id: int, *, by: str) -> int:
 
     The schema has no column for who withdrew a label, so `by` goes to the log.
     """
-    from activelearn.services.workspace import utcnow, validate_annotator
+    from activelearn.services.workspace import validate_annotator
 
     name = validate_annotator(by)
 

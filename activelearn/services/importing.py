@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy.orm import Session
 
+from activelearn.clock import utcnow
 from activelearn.errors import ImportFailed
 from activelearn.ingest.cache import TensorCache
 from activelearn.ingest.decode import DecodedImage, ImageRejected, decode_image
@@ -225,7 +226,6 @@ def _store(
     # The tensors go to disk first: a crash between here and the commit leaves an unused shard,
     # never a row that points at missing pixels.
     shard = cache.write_shard(np.stack([a.image.pixels for a in fresh]))
-    from activelearn.services.workspace import utcnow
 
     now = utcnow()
     rows: list[dict[str, Any]] = []

@@ -18,6 +18,8 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from activelearn import paths
+from activelearn.clock import utcnow
 from activelearn.errors import ActivelearnError
 from activelearn.services.settings import ProjectSettings
 from activelearn.types import RoundInfo
@@ -62,7 +64,6 @@ def request_round(
     timeout) is failed first, so a killed worker never blocks the next round even while no
     worker is running to reap it.
     """
-    from activelearn.services.workspace import utcnow
 
     reap_stale_rounds(
         project.engine,
@@ -112,7 +113,6 @@ def reap_stale_rounds(
 
     What they wrote (scores, metrics, a half-saved checkpoint under data_dir) is removed.
     """
-    from activelearn.services.workspace import utcnow
     from activelearn.worker import DEFAULT_HEARTBEAT_TIMEOUT_S, stale_message
 
     timeout = DEFAULT_HEARTBEAT_TIMEOUT_S if timeout_s is None else timeout_s
@@ -144,13 +144,11 @@ def discard_outputs(engine: Engine, round_ids: list[int], *, data_dir: Path | No
     for round_id in round_ids:
         with_write_retry(engine, lambda s, r=round_id: round_queries.delete_round_outputs(s, r))
         if data_dir is not None:
-            # Round ids are unique across projects; the folder is checkpoints/project-P/round-R.
-            for folder in (Path(data_dir) / "checkpoints").glob(f"project-*/round-{round_id}"):
+            for folder in paths.round_checkpoint_dirs(Path(data_dir), round_id):
                 shutil.rmtree(folder, ignore_errors=True)
 
 
 def cancel_round(project: Project, round_id: int | None = None) -> RoundInfo | None:
-    from activelearn.services.workspace import utcnow
 
     def work(session: Session) -> RoundInfo | None:
         if round_id is None:
@@ -228,14 +226,12 @@ def _pid_alive(pid: int) -> bool:
 
 def worker_alive(workspace: Workspace) -> bool:
     """Whether a worker for this data folder is running (pid file + a live process)."""
-    from activelearn.worker import PID_FILE
-
     key = str(Path(workspace.data_dir).resolve())
     child = _started.get(key)
     if child is not None and child.poll() is not None:
         _started.pop(key, None)  # our child exited (and is now reaped, not a zombie)
     try:
-        pid = int((Path(workspace.data_dir) / PID_FILE).read_text().strip())
+        pid = int(paths.pid_file(Path(workspace.data_dir)).read_text().strip())
     except (OSError, ValueError):
         return child is not None and child.poll() is None
     if child is not None and child.pid == pid:
@@ -249,8 +245,6 @@ def ensure_worker(workspace: Workspace, *, idle_exit_s: float | None = 900.0) ->
     The worker outlives a Streamlit rerun (its own session), logs to data_dir/worker.log, and
     exits after idle_exit_s without work (the app starts a new one when a round is requested).
     """
-    from activelearn.worker import LOG_FILE
-
     with _start_lock:
         if worker_alive(workspace):
             return False
@@ -274,7 +268,7 @@ def ensure_worker(workspace: Workspace, *, idle_exit_s: float | None = 900.0) ->
                 p for p in (str(root), os.environ.get("PYTHONPATH", "")) if p
             ),
         }
-        with open(data_dir / LOG_FILE, "ab") as log_file:
+        with open(paths.log_file(data_dir), "ab") as log_file:
             child = subprocess.Popen(
                 command,
                 stdin=subprocess.DEVNULL,

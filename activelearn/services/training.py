@@ -25,8 +25,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from activelearn.clock import utcnow
 from activelearn.core import acquisition, metrics
 from activelearn.core.ensemble import Ensemble, EnsembleConfig, FitHistory, FitProgress
+from activelearn.paths import checkpoint_dir, project_cache_dir
 from activelearn.services.settings import ProjectSettings
 
 if TYPE_CHECKING:
@@ -448,7 +450,6 @@ class RoundMonitor:
 
     def beat(self) -> None:
         """One heartbeat write (also called directly by the worker between phases)."""
-        from activelearn.services.workspace import utcnow
         from db import rounds as round_queries
         from db.engine import with_write_retry
 
@@ -488,10 +489,6 @@ def _one_line(error: BaseException) -> str:
     if isinstance(error, RoundFailed):
         message = text
     return message[:500]
-
-
-def checkpoint_dir(data_dir: Path, project_id: int, round_id: int) -> Path:
-    return Path(data_dir) / "checkpoints" / f"project-{project_id}" / f"round-{round_id}"
 
 
 @dataclass(frozen=True)
@@ -606,7 +603,6 @@ def _run_round(
     goes to the worker log, and everything the round wrote is removed again.
     """
     from activelearn.ingest.cache import TensorCache
-    from activelearn.services.workspace import project_cache_dir, utcnow
     from db import rounds as round_queries
     from db.engine import with_write_retry
 
@@ -735,7 +731,6 @@ def _run_round(
 def _finish_unsuccessful(
     engine: Engine, round_id: int, worker: str, status: str, error: str
 ) -> None:
-    from activelearn.services.workspace import utcnow
     from db import rounds as round_queries
     from db.engine import with_write_retry
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import random
 import re
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,8 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from activelearn import paths
+from activelearn.clock import utcnow
 from activelearn.errors import (
     InvalidAnnotator,
     InvalidClasses,
@@ -25,6 +26,7 @@ from activelearn.errors import (
     UnknownLabel,
     UnknownTask,
 )
+from activelearn.paths import project_cache_dir
 from activelearn.services.settings import ProjectSettings
 from activelearn.types import ImportReport, LabelRecord, ProjectStatus, RoundInfo, Task
 from db import queries
@@ -44,24 +46,9 @@ SCORE_FIELDS = (
 )
 
 
-def utcnow() -> datetime:
-    """Naive UTC: stored the same way on SQLite and PostgreSQL."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
-
-
-def project_cache_dir(data_dir: Path, project_id: int) -> Path:
-    """Where a project's decoded tensors live (written by imports, read by rounds)."""
-    return Path(data_dir) / "cache" / f"project-{project_id}"
-
-
 def resolve_data_dir(url: str | None, data_dir: str | Path | None) -> Path:
-    if data_dir is not None:
-        return Path(data_dir)
-    env_dir = os.environ.get("ACTIVELEARN_DATA_DIR")
-    if env_dir:
-        return Path(env_dir)
-    db_file = sqlite_path(url) if url else None
-    return db_file.parent if db_file is not None else Path("data")
+    """The data folder of a database URL (see activelearn.paths.resolve_data_dir)."""
+    return paths.resolve_data_dir(data_dir, db_file=sqlite_path(url) if url else None)
 
 
 def validate_classes(classes: list[str]) -> list[str]:
