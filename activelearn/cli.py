@@ -11,7 +11,9 @@ from pathlib import Path
 from activelearn import cli_rounds
 from activelearn.errors import ActivelearnError
 from activelearn.services import export
+from activelearn.services.importing import import_manifest, import_source
 from activelearn.services.workspace import DEMO_PROJECT, Project, Workspace
+from db.engine import is_sqlite, sqlite_backup
 
 
 def _workspace(args: argparse.Namespace) -> Workspace:
@@ -54,8 +56,6 @@ def cmd_import(args: argparse.Namespace) -> int:
             if not args.classes:
                 raise
             project = ws.create_project(args.project, [c.strip() for c in args.classes.split(",")])
-        from activelearn.services.importing import import_manifest, import_source
-
         source = Path(args.source)
         if args.manifest:
             report = import_manifest(project, source, add_classes=args.add_classes)
@@ -143,8 +143,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    from db.engine import is_sqlite, sqlite_backup
-
     with _workspace(args) as ws:
         if not is_sqlite(ws.engine):
             print(

@@ -8,14 +8,19 @@ import sys
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from types import ModuleType
 from typing import Any
+
+from activelearn.services import rounds
+from activelearn.services.dashboard import simulation_dir
+from activelearn.services.rounds import DEFAULT_HEARTBEAT_TIMEOUT_S
+from activelearn.services.workspace import Workspace
+from activelearn.types import RoundStatus
 
 
 def register(subparsers: Any, add_common: Callable[..., None]) -> None:
     """Add `train`, `worker` and `simulate` to the `activelearn` parser's subcommands;
     `add_common(parser, project=...)` adds the --db / --data-dir (/ --project) options."""
-    from activelearn import worker
-
     train = subparsers.add_parser("train", help="queue a retraining round (a worker runs it)")
     add_common(train, project=True)
     train.add_argument(
@@ -27,7 +32,7 @@ def register(subparsers: Any, add_common: Callable[..., None]) -> None:
     train.set_defaults(handler=cmd_train)
 
     run = subparsers.add_parser("worker", help="run queued rounds in the background (all projects)")
-    worker.add_arguments(run)
+    add_worker_arguments(run)
     run.set_defaults(handler=cmd_worker)
 
     sim = subparsers.add_parser(
@@ -73,10 +78,40 @@ def register(subparsers: Any, add_common: Callable[..., None]) -> None:
     sim.set_defaults(handler=cmd_simulate)
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from activelearn.services import rounds
-    from activelearn.services.workspace import Workspace
+def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db", default=None, help="SQLAlchemy URL (default: the data/ SQLite file)"
+    )
+    parser.add_argument("--data-dir", default=None, help="caches and checkpoints folder")
+    parser.add_argument(
+        "--once", action="store_true", help="run at most one queued round, then exit"
+    )
+    parser.add_argument("--poll", type=float, default=1.0, help="seconds between queue checks")
+    parser.add_argument(
+        "--heartbeat-timeout",
+        type=float,
+        default=DEFAULT_HEARTBEAT_TIMEOUT_S,
+        help="a running round without a heartbeat for this long is failed (seconds)",
+    )
+    parser.add_argument(
+        "--idle-exit", type=float, default=None, help="exit after this many idle seconds"
+    )
+    parser.add_argument(
+        "--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="training device"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="CPU threads for training (default: cores - 1)"
+    )
 
+
+def _worker_loop() -> ModuleType:
+    # torch: loaded by the commands that run rounds, not by every `activelearn` command
+    from activelearn.services import worker_loop
+
+    return worker_loop
+
+
+def cmd_train(args: argparse.Namespace) -> int:
     with Workspace(args.db, data_dir=args.data_dir) as ws:
         project = ws.project(args.project)
         info = project.request_round(requested_by="cli")
@@ -85,13 +120,16 @@ def cmd_train(args: argparse.Namespace) -> int:
             if not rounds.worker_alive(ws):
                 print("no worker is running: start one with `activelearn worker`")
             return 0
-        if info.status == "queued" and not rounds.worker_alive(ws):
+        if info.status == RoundStatus.QUEUED and not rounds.worker_alive(ws):
             # No worker: run this round right here (the same code path as a worker); only
             # this one, not another project's older queued round.
-            from activelearn.worker import WorkerConfig, run_worker, set_threads
-
-            set_threads(None)
-            run_worker(WorkerConfig(url=ws.url, data_dir=ws.data_dir, once=True, round_id=info.id))
+            loop = _worker_loop()
+            loop.set_threads(None)
+            loop.run_worker(
+                loop.WorkerConfig(
+                    url=ws.url, data_dir=ws.data_dir, once=True, round_id=info.id
+                )
+            )
         last: list[str] = []
 
         def show(update: Any) -> None:
@@ -101,24 +139,22 @@ def cmd_train(args: argparse.Namespace) -> int:
                 print(line, flush=True)
 
         final = rounds.wait_for_round(project, info.id, timeout_s=args.timeout, on_update=show)
-        if final.status == "succeeded":
+        if final.status == RoundStatus.SUCCEEDED:
             print(f"round {final.id} succeeded on {final.n_labels} labels ({final.device})")
             return 0
         print(f"round {final.id} {final.status}: {final.error or ''}".rstrip(), file=sys.stderr)
-        return 0 if final.status in ("queued", "running") else 1
+        return 0 if final.status in (RoundStatus.QUEUED, RoundStatus.RUNNING) else 1
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from activelearn.worker import run_from_args
-
-    return run_from_args(args)
+    return _worker_loop().run_from_args(args)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    # torch: imported by the simulate command only, not by every `activelearn` command
     from activelearn.simulate import SimulationConfig, SimulationError, run_cli
-    from activelearn.worker import set_threads
 
-    set_threads(args.threads)
+    _worker_loop().set_threads(args.threads)
 
     config = SimulationConfig(
         strategies=tuple(args.strategies or ("bald", "random")),
@@ -159,9 +195,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _project_simulation_file(args: argparse.Namespace) -> Path:
-    from activelearn.services.dashboard import simulation_dir
-    from activelearn.services.workspace import Workspace
-
     with Workspace(args.db, data_dir=args.data_dir) as ws:
         folder = simulation_dir(ws.project(args.project))
     folder.mkdir(parents=True, exist_ok=True)

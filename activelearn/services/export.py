@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from activelearn.errors import NothingToExport
-from activelearn.services.workspace import SCORE_FIELDS
+from activelearn.score_fields import SCORE_FIELDS
 from db import dashboard as dash_queries
 from db import queries
 from db.engine import read_session

@@ -1,4 +1,5 @@
-"""Rounds: queue, cancel and list retraining jobs; the worker runs them (activelearn.worker)."""
+"""Rounds: queue, cancel, reap and list retraining jobs, and start the background worker process
+(activelearn.worker) that runs them (services.round_runner)."""
 
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ from sqlalchemy.orm import Session
 
 from activelearn import paths
 from activelearn.clock import utcnow
+from activelearn.core.learners import load_fitted
 from activelearn.errors import ActivelearnError
 from activelearn.services.settings import ProjectSettings
-from activelearn.types import RoundInfo
+from activelearn.types import RoundInfo, RoundStatus
 from db import queries
 from db import rounds as round_queries
 from db.engine import read_session, with_write_retry
@@ -32,6 +34,14 @@ if TYPE_CHECKING:
     from activelearn.services.workspace import Project, Workspace
 
 log = logging.getLogger("activelearn.worker")
+DEFAULT_HEARTBEAT_TIMEOUT_S = 30.0  # a running round silent this long is failed
+
+
+def stale_message(timeout_s: float) -> str:
+    return (
+        f"worker stopped responding (no heartbeat for {timeout_s:g} s); labels are safe, "
+        "the previous ranking is still served"
+    )
 
 
 def round_info(row: Round) -> RoundInfo:
@@ -113,8 +123,6 @@ def reap_stale_rounds(
 
     What they wrote (scores, metrics, a half-saved checkpoint under data_dir) is removed.
     """
-    from activelearn.worker import DEFAULT_HEARTBEAT_TIMEOUT_S, stale_message
-
     timeout = DEFAULT_HEARTBEAT_TIMEOUT_S if timeout_s is None else timeout_s
     with read_session(engine) as session:
         # A read first: the write lock (which annotators' labels queue for) only when needed.
@@ -300,7 +308,7 @@ def wait_for_round(
             info = round_info(row)
         if on_update is not None:
             on_update(info)
-        if info.status not in ("queued", "running"):
+        if not RoundStatus(info.status).active:
             return info
         if deadline is not None and time.monotonic() > deadline:
             return info
@@ -315,8 +323,6 @@ def load_ensemble(project: Project, round_id: int | None = None, *, device: str 
 
     Loaded from safetensors + JSON, never pickle, so the app restarts without retraining.
     """
-    from activelearn.core.ensemble import Ensemble
-
     with read_session(project.engine) as session:
         if round_id is None:
             round_id = queries.latest_succeeded_round_id(session, project.id)
@@ -326,4 +332,4 @@ def load_ensemble(project: Project, round_id: int | None = None, *, device: str 
         checkpoint = row.checkpoint
     if not Path(checkpoint).is_dir():
         return None
-    return Ensemble.load(checkpoint, device=device)
+    return load_fitted(checkpoint, device=device)

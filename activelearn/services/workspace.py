@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -17,7 +16,6 @@ from sqlalchemy.orm import Session
 from activelearn import paths
 from activelearn.clock import utcnow
 from activelearn.errors import (
-    InvalidAnnotator,
     InvalidClasses,
     NotAllowed,
     NothingToUndo,
@@ -26,55 +24,27 @@ from activelearn.errors import (
     UnknownLabel,
     UnknownTask,
 )
+from activelearn.ingest.demo import DEMO_CLASSES
 from activelearn.paths import project_cache_dir
+from activelearn.score_fields import SCORE_FIELDS
+from activelearn.services import importing, rounds, triggers
 from activelearn.services.settings import ProjectSettings
+from activelearn.services.validation import (
+    validate_annotator,
+    validate_classes,
+)
 from activelearn.types import ImportReport, LabelRecord, ProjectStatus, RoundInfo, Task
 from db import queries
 from db.engine import default_url, make_engine, read_session, sqlite_path, with_write_retry
 from db.migrate import upgrade
+from db.models import Round
 
 DEMO_PROJECT = "demo"
-MAX_CLASS_NAME = 200
-MAX_ANNOTATOR_NAME = 200
-SCORE_FIELDS = (
-    "mutual_information",
-    "predictive_entropy",
-    "expected_entropy",
-    "variance",
-    "margin",
-    "confidence",
-)
 
 
 def resolve_data_dir(url: str | None, data_dir: str | Path | None) -> Path:
     """The data folder of a database URL (see activelearn.paths.resolve_data_dir)."""
     return paths.resolve_data_dir(data_dir, db_file=sqlite_path(url) if url else None)
-
-
-def validate_classes(classes: list[str]) -> list[str]:
-    cleaned = [str(name).strip() for name in classes]
-    if len(cleaned) < 2:
-        raise InvalidClasses("a project needs at least two classes")
-    for name in cleaned:
-        if not name:
-            raise InvalidClasses("class names must not be empty")
-        if len(name) > MAX_CLASS_NAME:
-            raise InvalidClasses(
-                f"class name too long (over {MAX_CLASS_NAME} characters): {name[:40]}…"
-            )
-    duplicates = sorted({name for name in cleaned if cleaned.count(name) > 1})
-    if duplicates:
-        raise InvalidClasses(f"duplicate class names: {', '.join(duplicates)}")
-    return cleaned
-
-
-def validate_annotator(annotator: str) -> str:
-    name = (annotator or "").strip()
-    if not name:
-        raise InvalidAnnotator("an annotator name is required")
-    if len(name) > MAX_ANNOTATOR_NAME or re.search(r"[\x00-\x1f]", name):
-        raise InvalidAnnotator("annotator names must be at most 200 printable characters")
-    return name
 
 
 class Workspace:
@@ -135,20 +105,16 @@ class Workspace:
 
     def ensure_demo(self, name: str = DEMO_PROJECT) -> Project:
         """The built-in MNIST demo project, created and imported on first use."""
-        from activelearn.services.importing import import_demo
-
         try:
             project = self.project(name)
         except ProjectNotFound:
-            from activelearn.ingest.demo import DEMO_CLASSES
-
             try:
                 # The demo ships a gold test split, so no audit share is needed for evaluation.
                 project = self.create_project(name, DEMO_CLASSES, settings={"audit_share": 0.0})
             except ProjectExists:
                 project = self.project(name)
         if project.status().n_samples == 0:
-            import_demo(project)
+            importing.import_demo(project)
         return project
 
     def close(self) -> None:
@@ -227,20 +193,17 @@ class Project:
 
     def import_images(self, path: str | Path) -> ImportReport:
         """Import an image folder (flat: pool; class sub-folders: labeled) or a zip of one."""
-        from activelearn.services.importing import import_source
 
-        return import_source(self, path)
+        return importing.import_source(self, path)
 
     def import_manifest(self, path: str | Path) -> ImportReport:
         """Import a CSV manifest with a path column and optional label and split columns."""
-        from activelearn.services.importing import import_manifest
 
-        return import_manifest(self, path)
+        return importing.import_manifest(self, path)
 
     def import_zip(self, data: bytes | str | Path, *, name: str = "upload.zip") -> ImportReport:
-        from activelearn.services.importing import import_zip
 
-        return import_zip(self, data, name=name)
+        return importing.import_zip(self, data, name=name)
 
     # ------------------------------------------------------------ the queue
 
@@ -479,7 +442,6 @@ class Project:
 
     def _after_label(self) -> RoundInfo | None:
         """Hook for automatic retraining (see activelearn.services.rounds)."""
-        from activelearn.services import triggers
 
         return triggers.after_label(self)
 
@@ -589,8 +551,6 @@ class Project:
             round_id = queries.latest_succeeded_round_id(session, self.id)
             watermark = 0
             if round_id is not None:
-                from db.models import Round
-
                 round_row = session.get(Round, round_id)
                 watermark = int((round_row.detail or {}).get("annotation_watermark", 0))
             since = queries.count_live_annotations(session, self.id, since_id=watermark)
@@ -619,28 +579,23 @@ class Project:
 
     def request_round(self, *, requested_by: str | None = None) -> RoundInfo:
         """Queue a retraining round; returns the queued or already running one."""
-        from activelearn.services import rounds
 
         return rounds.request_round(self, requested_by=requested_by)
 
     def cancel_round(self, round_id: int | None = None) -> RoundInfo | None:
-        from activelearn.services import rounds
 
         return rounds.cancel_round(self, round_id)
 
     def rounds(self) -> list[RoundInfo]:
-        from activelearn.services import rounds
 
         return rounds.list_rounds(self)
 
     def last_round(self) -> RoundInfo | None:
         """The newest round, whatever its status; None before the first."""
-        from activelearn.services import rounds
 
         return rounds.last_round(self)
 
     def active_round(self) -> RoundInfo | None:
         """The queued or running round, if any."""
-        from activelearn.services import rounds
 
         return rounds.active_round(self)

@@ -19,6 +19,8 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
+from activelearn.score_fields import SCORE_FIELD_LIST
+
 ENSEMBLE_COLOR = "#1f77b4"
 RANDOM_COLOR = "#ff7f0e"
 MEMBER_COLOR = "rgba(120, 120, 120, 0.55)"
@@ -34,12 +36,7 @@ METRIC_READING = {
     "nll": "lower is better; it punishes confident mistakes",
     "ece": "lower is better; 0 means confidence matches accuracy",
 }
-SCORE_TITLES = {
-    "mutual_information": "Mutual information (nats)",
-    "predictive_entropy": "Predictive entropy (nats)",
-    "expected_entropy": "Expected entropy (nats)",
-    "variance": "Predictive variance",
-}
+SCORE_TITLES = {field.name: field.axis for field in SCORE_FIELD_LIST}
 
 
 @dataclass(frozen=True)

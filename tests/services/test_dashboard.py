@@ -444,7 +444,7 @@ def test_a_finished_round_stores_its_pool_summary(workspace: Workspace, tmp_path
 
 def test_a_starting_worker_backfills_the_latest_rounds_summary(fixture: DashboardFixture) -> None:
     """Rounds finished before summaries existed: the worker stores the latest one's at start."""
-    from activelearn.worker import WorkerConfig, run_worker
+    from activelearn.services.worker_loop import WorkerConfig, run_worker
 
     project = fixture.project
     older, latest = fixture.round_ids

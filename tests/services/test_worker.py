@@ -12,8 +12,8 @@ import pytest
 
 from activelearn import Workspace, clock
 from activelearn.services import rounds
+from activelearn.services.round_runner import claim_round
 from activelearn.services.rounds import reap_stale_rounds
-from activelearn.worker import claim_round
 from db import rounds as round_queries
 from db.engine import read_session, sqlite_integrity_check
 from db.models import SampleScore
