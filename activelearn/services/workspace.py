@@ -29,10 +29,7 @@ from activelearn.paths import project_cache_dir
 from activelearn.score_fields import SCORE_FIELDS
 from activelearn.services import importing, rounds, triggers
 from activelearn.services.settings import ProjectSettings
-from activelearn.services.validation import (
-    validate_annotator,
-    validate_classes,
-)
+from activelearn.services.validation import validate_annotator, validate_classes
 from activelearn.types import ImportReport, LabelRecord, ProjectStatus, RoundInfo, Task
 from db import queries
 from db.engine import default_url, make_engine, read_session, sqlite_path, with_write_retry
