@@ -24,6 +24,7 @@ from sqlalchemy import Engine
 from activelearn.clock import utcnow
 from activelearn.ingest.cache import TensorCache
 from activelearn.paths import checkpoint_dir, project_cache_dir
+from activelearn.score_fields import SCORE_FIELDS
 from activelearn.services.dashboard.pool import store_pool_summary
 from activelearn.services.pipeline import (
     SAVING_SHARE,
@@ -35,7 +36,7 @@ from activelearn.services.pipeline import (
 )
 from activelearn.services.rounds import discard_outputs
 from activelearn.services.settings import ProjectSettings
-from activelearn.types import RoundStatus
+from activelearn.types import RoundStatus, SampleSplit
 from db import queries
 from db import rounds as round_queries
 from db.engine import read_session, with_write_retry
@@ -186,12 +187,12 @@ def _snapshot(engine: Engine, round_id: int) -> _Snapshot:
         # The round's own settings snapshot (taken when it was requested) drives the training.
         settings = ProjectSettings.from_json(row.config or project.settings)
         watermark = queries.max_annotation_id(session, project.id)
-        train = queries.samples_for_training(session, project.id, "pool")
-        test = queries.samples_with_gold(session, project.id, "test")
+        train = queries.samples_for_training(session, project.id, SampleSplit.POOL)
+        test = queries.samples_with_gold(session, project.id, SampleSplit.TEST)
         if test:
             eval_rows, source = test, "test"
         else:
-            audit = queries.samples_for_training(session, project.id, "eval")
+            audit = queries.samples_for_training(session, project.id, SampleSplit.EVAL)
             eval_rows, source = audit, ("audit" if audit else None)
         return _Snapshot(
             project_id=project.id,
@@ -468,16 +469,8 @@ def _store_scores(
     if pool is None:
         return
     n = len(sample_ids)
-    columns = {
-        "mutual_information": pool.mutual_information.tolist(),
-        "predictive_entropy": pool.predictive_entropy.tolist(),
-        "expected_entropy": pool.expected_entropy.tolist(),
-        "variance": pool.variance.tolist(),
-        "margin": pool.margin.tolist(),
-        "predicted_class": pool.predicted_class.tolist(),
-        "confidence": pool.confidence.tolist(),
-        "priority": pool.priority.tolist(),
-    }
+    stored = (*SCORE_FIELDS, "predicted_class", "priority")
+    columns = {name: getattr(pool, name).tolist() for name in stored}
     names = list(columns)
     ranks = [rank or None for rank in pool.rank.tolist()]  # 0: not ranked
     mean_probs = pool.mean_probs.tolist()

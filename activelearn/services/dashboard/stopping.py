@@ -10,6 +10,7 @@ import pandas as pd
 
 from activelearn.services.dashboard.common import StoppingThresholds
 from activelearn.services.dashboard.pool import PoolView
+from activelearn.types import SampleSplit, SampleStatus
 from db import queries
 from db.engine import read_session
 
@@ -169,6 +170,6 @@ def stopping_advice(
         ensemble,
         informative_share=view.informative_share if view is not None else None,
         stability=view.stability if view is not None else None,
-        pool_left=counts.get(("pool", "open"), 0),
+        pool_left=counts.get((SampleSplit.POOL, SampleStatus.OPEN), 0),
         thresholds=limits,
     )
