@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,8 +19,10 @@ from activelearn.errors import (
     ProjectNotFound,
 )
 from activelearn.services import export
+from activelearn.services.importing import import_manifest, import_source
 from activelearn.services.settings import ProjectSettings
 from activelearn.services.workspace import DEMO_PROJECT, Project, Workspace
+from db.engine import is_sqlite, sqlite_backup
 
 DB_HELP = "SQLAlchemy URL (default: $ACTIVELEARN_DB_URL, else sqlite:///data/activelearn.db)"
 DATA_DIR_HELP = (
@@ -95,8 +98,6 @@ def cmd_import(args: argparse.Namespace) -> int:
                 "--classes only names the classes of a new project "
                 "(--add-classes adds those found in the source)"
             )
-        from activelearn.services.importing import import_manifest, import_source
-
         try:
             if args.manifest:
                 report = import_manifest(project, source, add_classes=args.add_classes)
@@ -193,10 +194,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    import sqlite3
-
-    from db.engine import is_sqlite, sqlite_backup
-
     target = Path(args.out)
     if target.is_dir():
         raise CliError(f"{target} is a folder: give the backup file's name")

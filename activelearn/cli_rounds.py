@@ -8,14 +8,22 @@ import sys
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from types import ModuleType
 from typing import Any
+
+from activelearn.clock import utcnow
+from activelearn.services import rounds
+from activelearn.services.dashboard import simulation_dir
+from activelearn.services.rounds import DEFAULT_HEARTBEAT_TIMEOUT_S
+from activelearn.services.workspace import Project, Workspace
+from activelearn.types import RoundInfo, RoundStatus
+from db import rounds as round_queries
+from db.engine import read_session, with_write_retry
 
 
 def register(subparsers: Any, add_common: Callable[..., None]) -> None:
     """Add `train`, `worker` and `simulate` to the `activelearn` parser's subcommands;
     `add_common(parser, project=...)` adds the --db / --data-dir (/ --project) options."""
-    from activelearn import worker
-
     train = subparsers.add_parser("train", help="queue a retraining round (a worker runs it)")
     add_common(train, project=True)
     train.add_argument(
@@ -27,7 +35,7 @@ def register(subparsers: Any, add_common: Callable[..., None]) -> None:
     train.set_defaults(handler=cmd_train)
 
     run = subparsers.add_parser("worker", help="run queued rounds in the background (all projects)")
-    worker.add_arguments(run)
+    add_worker_arguments(run)
     run.set_defaults(handler=cmd_worker)
 
     sim = subparsers.add_parser(
@@ -82,9 +90,47 @@ def register(subparsers: Any, add_common: Callable[..., None]) -> None:
     sim.set_defaults(handler=cmd_simulate)
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from activelearn.services.workspace import Workspace
+def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db",
+        default=None,
+        help="SQLAlchemy URL (default: $ACTIVELEARN_DB_URL, else sqlite:///data/activelearn.db)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder for caches, stored files and checkpoints "
+        "(default: $ACTIVELEARN_DATA_DIR, else beside the SQLite file)",
+    )
+    parser.add_argument(
+        "--once", action="store_true", help="run at most one queued round, then exit"
+    )
+    parser.add_argument("--poll", type=float, default=1.0, help="seconds between queue checks")
+    parser.add_argument(
+        "--heartbeat-timeout",
+        type=float,
+        default=DEFAULT_HEARTBEAT_TIMEOUT_S,
+        help="a running round without a heartbeat for this long is failed (seconds)",
+    )
+    parser.add_argument(
+        "--idle-exit", type=float, default=None, help="exit after this many idle seconds"
+    )
+    parser.add_argument(
+        "--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="training device"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="CPU threads for training (default: cores - 1)"
+    )
 
+
+def _worker_loop() -> ModuleType:
+    # torch: loaded by the commands that run rounds, not by every `activelearn` command
+    from activelearn.services import worker_loop
+
+    return worker_loop
+
+
+def cmd_train(args: argparse.Namespace) -> int:
     with Workspace(args.db, data_dir=args.data_dir, create=False) as ws:
         project = ws.only_project(args.project)
         info = project.request_round(requested_by="cli")
@@ -99,19 +145,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _cancel_interrupted(project: Any, round_id: int) -> str:
     """Ctrl-C during `train --wait`: the round is cancelled, whether it was still queued,
     claimed by this process but not started, or running here; returns its status."""
-    from activelearn.services.workspace import utcnow
-    from activelearn.worker import worker_name
-    from db import rounds as round_queries
-    from db.engine import read_session, with_write_retry
-
     project.cancel_round(round_id)
     with_write_retry(
         project.engine,
         lambda s: round_queries.finish_round(
             s,
             round_id,
-            worker=worker_name(),  # only a round this process holds
-            status="cancelled",
+            worker=_worker_loop().worker_name(),  # only a round this process holds
+            status=RoundStatus.CANCELLED,
             now=utcnow(),
             error="cancelled (interrupted)",
         ),
@@ -121,21 +162,20 @@ def _cancel_interrupted(project: Any, round_id: int) -> str:
         return row.status if row is not None else "gone"
 
 
-def _train(ws: Any, project: Any, info: Any, args: argparse.Namespace) -> int:
-    from activelearn.services import rounds
-
+def _train(ws: Workspace, project: Project, info: RoundInfo, args: argparse.Namespace) -> int:
     print(f"round {info.id} {info.status} for project {project.name!r}")
     if not args.wait:
         if not rounds.worker_alive(ws):
             print("no worker is running: start one with `activelearn worker`")
         return 0
-    if info.status == "queued" and not rounds.worker_alive(ws):
+    if info.status == RoundStatus.QUEUED and not rounds.worker_alive(ws):
         # No worker: run this round right here (the same code path as a worker); only
         # this one, not another project's older queued round.
-        from activelearn.worker import WorkerConfig, run_worker, set_threads
-
-        set_threads(None)
-        run_worker(WorkerConfig(url=ws.url, data_dir=ws.data_dir, once=True, round_id=info.id))
+        loop = _worker_loop()
+        loop.set_threads(None)
+        loop.run_worker(
+            loop.WorkerConfig(url=ws.url, data_dir=ws.data_dir, once=True, round_id=info.id)
+        )
     last: list[str] = []
 
     def show(update: Any) -> None:
@@ -145,10 +185,10 @@ def _train(ws: Any, project: Any, info: Any, args: argparse.Namespace) -> int:
             print(line, flush=True)
 
     final = rounds.wait_for_round(project, info.id, timeout_s=args.timeout, on_update=show)
-    if final.status == "succeeded":
+    if final.status == RoundStatus.SUCCEEDED:
         print(f"round {final.id} succeeded on {final.n_labels} labels ({final.device})")
         return 0
-    if final.status in ("queued", "running"):  # --timeout passed: still on its way
+    if final.status in (RoundStatus.QUEUED, RoundStatus.RUNNING):  # --timeout passed
         print(f"round {final.id} still {final.status} after {args.timeout:g} s", file=sys.stderr)
         return 0
     print(f"error: round {final.id} {final.status}: {final.error or ''}".rstrip(), file=sys.stderr)
@@ -156,16 +196,14 @@ def _train(ws: Any, project: Any, info: Any, args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from activelearn.worker import run_from_args
-
-    return run_from_args(args)
+    return _worker_loop().run_from_args(args)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    # torch: imported by the simulate command only, not by every `activelearn` command
     from activelearn.simulate import SimulationConfig, SimulationError, run_cli
-    from activelearn.worker import set_threads
 
-    set_threads(args.threads)
+    _worker_loop().set_threads(args.threads)
 
     config = SimulationConfig(
         strategies=tuple(args.strategies or ("bald", "random")),
@@ -206,9 +244,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _project_simulation_file(args: argparse.Namespace) -> Path:
-    from activelearn.services.dashboard import simulation_dir
-    from activelearn.services.workspace import Workspace
-
     with Workspace(args.db, data_dir=args.data_dir, create=False) as ws:
         folder = simulation_dir(ws.project(args.project))
     folder.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ from typing import Any
 
 from activelearn.errors import ActivelearnError
 from activelearn.services import access
+from activelearn.services.workspace import Workspace
 
 
 def register(subparsers: Any, add_common: Callable[..., None]) -> None:
@@ -65,9 +66,7 @@ def _password_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _workspace(args: argparse.Namespace) -> Any:
-    from activelearn.services.workspace import Workspace
-
+def _workspace(args: argparse.Namespace) -> Workspace:
     return Workspace(args.db, data_dir=args.data_dir)
 
 

@@ -1,6 +1,6 @@
 """Oracle simulation: active learning with labels revealed from a manifest, no database.
 
-Each round runs `activelearn.services.training.train_and_score`, the very function the worker
+Each round runs `activelearn.services.pipeline.train_and_score`, the very function the worker
 runs, on the labels revealed so far; the `batch` highest-priority pool samples of its ranking
 are then revealed, until `budget` labels. One CSV row per round.
 """
@@ -19,6 +19,11 @@ from typing import TextIO
 
 import numpy as np
 
+from activelearn.core.strategies import STRATEGIES
+from activelearn.ingest.decode import ImageRejected, decode_image
+from activelearn.ingest.demo import DEMO_CLASSES, demo_images
+from activelearn.ingest.sources import SourceError, scan_manifest
+from activelearn.services.pipeline import train_and_score
 from activelearn.services.settings import ProjectSettings
 
 CSV_COLUMNS = (
@@ -89,9 +94,6 @@ def read_manifest(
     path: str | Path, *, image_size: int, channels: int, classes: list[str] | None = None
 ) -> LabeledImages:
     """Decode every labeled image of a `path,label` manifest (unlabeled rows are an error)."""
-    from activelearn.ingest.decode import ImageRejected, decode_image
-    from activelearn.ingest.sources import SourceError, scan_manifest
-
     try:
         scan = scan_manifest(path)
     except SourceError as error:
@@ -120,9 +122,6 @@ def read_manifest(
 
 def demo_sets(*, image_size: int = 28) -> tuple[LabeledImages, LabeledImages]:
     """The built-in MNIST subset: (pool of 4,000, test of 1,000)."""
-    from activelearn.ingest.decode import decode_image
-    from activelearn.ingest.demo import DEMO_CLASSES, demo_images
-
     parts: dict[str, tuple[list[np.ndarray], list[int]]] = {"pool": ([], []), "test": ([], [])}
     for _name, data, label, split in demo_images():
         decoded = decode_image(data, image_size=image_size, channels=1)
@@ -155,9 +154,6 @@ def simulate(
     on_row: Callable[[RoundRow], None] | None = None,
 ) -> list[RoundRow]:
     """Run every strategy x repeat; returns (and streams through on_row) one row per round."""
-    from activelearn.core.acquisition import STRATEGIES
-    from activelearn.services.training import train_and_score
-
     unknown = [s for s in config.strategies if s not in STRATEGIES]
     if unknown:
         raise SimulationError(

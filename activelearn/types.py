@@ -4,7 +4,39 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import Enum
 from typing import Any
+
+
+class _StrEnum(str, Enum):
+    """enum.StrEnum of Python 3.11, here for 3.10: members are their own string values."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class RoundStatus(_StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def active(self) -> bool:
+        """Queued or running: the round still holds the project's one active slot."""
+        return self in (RoundStatus.QUEUED, RoundStatus.RUNNING)
+
+
+class SampleSplit(_StrEnum):
+    POOL = "pool"  # unlabeled or labeled for training; actively ranked
+    EVAL = "eval"  # audit draws: labeled at random, held out for evaluation
+    TEST = "test"  # an imported gold test split
+
+
+class SampleStatus(_StrEnum):
+    OPEN = "open"  # in the queue, no live label
+    LABELED = "labeled"
 
 
 @dataclass(frozen=True)

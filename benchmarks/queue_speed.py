@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from activelearn import Workspace
-from activelearn.services.workspace import utcnow
+from activelearn.clock import utcnow
 from db.engine import write_session
 from db.models import Round, Sample, SampleScore
 from tests.conftest import write_images

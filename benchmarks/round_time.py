@@ -21,8 +21,8 @@ from sqlalchemy import select
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a checkout too
 
 from activelearn import Workspace
-from activelearn.services.training import run_round
-from activelearn.worker import claim_round, set_threads
+from activelearn.services.round_runner import claim_round, run_round
+from activelearn.services.worker_loop import set_threads
 from db.engine import read_session
 from db.models import Sample
 

@@ -27,4 +27,5 @@ if [ -z "${ACTIVELEARN_TEST_PG_URL:-}" ] && ls -d /usr/lib/postgresql/*/bin >/de
 fi
 
 "$VENV/bin/ruff" check .
+"$VENV/bin/lint-imports"  # the layer contracts in pyproject.toml (ARCHITECTURE.md)
 exec "$VENV/bin/python" -m pytest "$@"

@@ -5,9 +5,10 @@ convention HIGHER = MORE worth labeling. A 2-D (N, C) input is read as a single 
 Scores are computed in float64 and returned in the input's floating dtype; they are finite at
 probabilities exactly 0 and 1 (0 log 0 = 0).
 
-Selection (`select`) returns indices in serving order: top-k for any scorer, "random",
-"batchbald" (Kirsch et al. 2019, exact for the ensemble's mixture while feasible) and
-"power_bald" (Kirsch et al. 2023, "Stochastic Batch Acquisition").
+Batch selectors return indices in serving order: `top_k`, `random_selection`, `batchbald`
+(Kirsch et al. 2019, exact for the ensemble's mixture while feasible) and `power_bald` (Kirsch
+et al. 2023, "Stochastic Batch Acquisition"). The strategies a project can pick are built on
+these in activelearn.core.strategies.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from activelearn.core.devices import wide_float
 
 __all__ = [
     "SCORERS",
-    "STRATEGIES",
     "batchbald",
     "expected_entropy",
     "get_scorer",
@@ -33,7 +33,6 @@ __all__ = [
     "predictive_entropy",
     "predictive_variance",
     "random_selection",
-    "select",
     "top_k",
     "uncertainty_summary",
     "variation_ratio",
@@ -156,8 +155,6 @@ SCORERS: dict[str, Callable[[Tensor], Tensor]] = {
     "entropy": predictive_entropy,
     "variance": predictive_variance,
 }
-
-STRATEGIES: tuple[str, ...] = (*SCORERS, "random", "batchbald", "power_bald")
 
 
 def _unknown(name: str, known: tuple[str, ...] | list[str]) -> ValueError:
@@ -312,22 +309,3 @@ def _sample_configs(
         labels = _draw_labels(p_point, sample_member, gen)
         log_joint = log_joint + torch.log(p_point[:, labels].clamp_min(1e-300))
     return log_joint, sample_member
-
-
-def select(
-    strategy: str, probs: Tensor, k: int, *, generator: torch.Generator | None = None
-) -> Tensor:
-    """Pick k (at most N) pool indices to label, in serving order.
-
-    `strategy` is any SCORERS name (top-k of that score), "random", "batchbald" or
-    "power_bald". Randomised strategies draw only from `generator` (seed 0 when omitted).
-    """
-    if strategy in SCORERS:
-        return top_k(SCORERS[strategy](probs), k)
-    if strategy == "random":
-        return random_selection(_as_probs(probs).shape[1], k, generator=generator)
-    if strategy == "batchbald":
-        return batchbald(probs, k, generator=generator)
-    if strategy == "power_bald":
-        return power_bald(probs, k, generator=generator)
-    raise _unknown(strategy, STRATEGIES)

@@ -30,21 +30,29 @@ channels. Inputs are resized to `image_size` when they differ; uint8 is scaled b
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from activelearn.core.checkpoint import read_checkpoint, write_checkpoint
 from activelearn.core.devices import DEVICE_NAMES, resolve_device, wide_float
+from activelearn.core.learner import FitHistory, FitProgress
+from activelearn.core.network import (
+    ARCHITECTURE,
+    FORWARDS,
+    auto_formulations,
+    init_member,
+    param_shapes,
+    shift_images,
+)
 from activelearn.core.train_step import WARMUP_STEPS, StepRunner
 
 __all__ = [
@@ -57,13 +65,9 @@ __all__ = [
     "member_seed",
 ]
 
-ARCHITECTURE = "small_cnn.v1"
-FORMAT_VERSION = 1
 FORMULATIONS: tuple[str, ...] = ("auto", "grouped", "hybrid", "vmap", "loop")
 # Inference micro-batch on CPU: larger batches fall out of cache (measured ~40% slower at 1024).
 _CPU_MICRO_BATCH = 256
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
 
 # Independent random streams of one member, each seeded from (member seed, stream).
 _STREAM_INIT, _STREAM_ORDER, _STREAM_NOISE = 0, 1, 2
@@ -174,170 +178,6 @@ class EnsembleConfig:
         return cls(**values)
 
 
-@dataclass(frozen=True)
-class FitProgress:
-    """Passed to the `progress` callback every few batches and at the end of every epoch."""
-
-    epoch: int  # 1-based
-    epochs: int
-    step: int  # batches done in this epoch
-    steps: int
-    losses: tuple[float, ...]  # running mean train loss of this epoch per member (len M)
-
-
-@dataclass(frozen=True)
-class FitHistory:
-    train_loss: list[list[float]]  # [member][epoch]
-    val_loss: list[list[float]] | None  # [member][epoch]; None without early stopping
-    epochs_run: int
-    seconds: float
-    device: str
-    best_epoch: list[int] | None = field(default=None)  # [member], 1-based; early stopping only
-    graph_replays: int = 0  # training steps replayed from a captured CUDA graph
-
-
-def _param_shapes(
-    in_channels: int, n_classes: int, image_size: int, widths: tuple[int, int], hidden: int
-) -> dict[str, tuple[int, ...]]:
-    c1, c2 = widths
-    side = (image_size + 1) // 2 // 2  # stem: ceil(s / 2); then maxpool: floor(/ 2)
-    return {
-        "conv1.weight": (c1, in_channels, 5, 5),
-        "conv1.bias": (c1,),
-        "conv2.weight": (c2, c1, 3, 3),
-        "conv2.bias": (c2,),
-        "fc1.weight": (hidden, c2 * side * side),
-        "fc1.bias": (hidden,),
-        "fc2.weight": (n_classes, hidden),
-        "fc2.bias": (n_classes,),
-    }
-
-
-def _init_member(shapes: dict[str, tuple[int, ...]], gen: torch.Generator) -> dict[str, Tensor]:
-    """He-uniform weights for ReLU layers, LeCun-uniform for the output layer, zero biases."""
-    params = {}
-    for name, shape in shapes.items():
-        if name.endswith(".bias"):
-            params[name] = torch.zeros(shape)
-            continue
-        fan_in = math.prod(shape[1:])
-        gain = 1.0 if name.startswith("fc2") else math.sqrt(2.0)
-        bound = gain * math.sqrt(3.0 / fan_in)
-        params[name] = (torch.rand(shape, generator=gen) * 2.0 - 1.0) * bound
-    return params
-
-
-# --- per-member forward (used by "loop" and, vmapped, by "vmap") ---------------------------------
-
-
-def _member_features(params: dict[str, Tensor], x: Tensor, i: int | None = None) -> Tensor:
-    """The convolutional trunk of one member (member i of stacked params, or unstacked params):
-    x (B, C, H, W) -> features (B, F)."""
-
-    def p(name: str) -> Tensor:
-        return params[name] if i is None else params[name][i]
-
-    h = F.relu(F.conv2d(x, p("conv1.weight"), p("conv1.bias"), stride=2, padding=2))
-    h = F.conv2d(h, p("conv2.weight"), p("conv2.bias"), padding=1)
-    return F.relu(F.max_pool2d(h, 2)).flatten(1)
-
-
-def _member_forward(params: dict[str, Tensor], x: Tensor, keep: Tensor | None) -> Tensor:
-    """One member. x (B, C, H, W) -> logits (B, n_classes). keep: (B, hidden) dropout scale."""
-    h = F.relu(F.linear(_member_features(params, x), params["fc1.weight"], params["fc1.bias"]))
-    if keep is not None:
-        h = h * keep
-    return F.linear(h, params["fc2.weight"], params["fc2.bias"])
-
-
-def _forward_loop(params: dict[str, Tensor], x: Tensor, keep: Tensor | None) -> Tensor:
-    m = params["conv1.bias"].shape[0]
-    outs = []
-    for i in range(m):
-        xi = x if x.ndim == 4 else x[i]
-        outs.append(
-            _member_forward(
-                {k: v[i] for k, v in params.items()}, xi, None if keep is None else keep[i]
-            )
-        )
-    return torch.stack(outs)
-
-
-def _forward_vmap(params: dict[str, Tensor], x: Tensor, keep: Tensor | None) -> Tensor:
-    x_dim = None if x.ndim == 4 else 0
-    keep_dim = None if keep is None else 0
-    return torch.func.vmap(_member_forward, in_dims=(0, x_dim, keep_dim))(params, x, keep)
-
-
-def _dense_head(params: dict[str, Tensor], h: Tensor, keep: Tensor | None) -> Tensor:
-    """Both dense layers for all members as batched matmuls. h (M, B, F) -> (M, B, n_classes)."""
-    h = torch.baddbmm(params["fc1.bias"].unsqueeze(1), h, params["fc1.weight"].transpose(1, 2))
-    h = F.relu(h)  # (M, B, hidden)
-    if keep is not None:
-        h = h * keep
-    return torch.baddbmm(params["fc2.bias"].unsqueeze(1), h, params["fc2.weight"].transpose(1, 2))
-
-
-def _forward_grouped(params: dict[str, Tensor], x: Tensor, keep: Tensor | None) -> Tensor:
-    """All members at once: channels stacked per member, groups=M convs, batched matmuls.
-
-    x: (B, C, H, W) shared by all members, or (M, B, C, H, W) one batch per member.
-    Returns logits (M, B, n_classes).
-    """
-    w1 = params["conv1.weight"]  # (M, c1, C, 5, 5)
-    m, c1 = w1.shape[:2]
-    w1 = w1.reshape(m * c1, *w1.shape[2:])
-    if x.ndim == 4:  # shared input: one ordinary conv with M*c1 output channels
-        h = F.conv2d(x, w1, params["conv1.bias"].reshape(-1), stride=2, padding=2)
-    else:
-        b = x.shape[1]
-        xs = x.transpose(0, 1).reshape(b, m * x.shape[2], *x.shape[3:])  # (B, M*C, H, W)
-        h = F.conv2d(xs, w1, params["conv1.bias"].reshape(-1), stride=2, padding=2, groups=m)
-    h = F.relu(h)  # (B, M*c1, H/2, W/2)
-    w2 = params["conv2.weight"]  # (M, c2, c1, 3, 3)
-    w2 = w2.reshape(-1, *w2.shape[2:])
-    h = F.conv2d(h, w2, params["conv2.bias"].reshape(-1), padding=1, groups=m)
-    h = F.relu(F.max_pool2d(h, 2))  # (B, M*c2, H/4, W/4)
-    h = h.reshape(h.shape[0], m, -1).transpose(0, 1)  # (M, B, c2*H/4*W/4)
-    return _dense_head(params, h, keep)
-
-
-def _forward_hybrid(params: dict[str, Tensor], x: Tensor, keep: Tensor | None) -> Tensor:
-    """Convolutions member by member (fast oneDNN path on CPU), dense layers batched.
-
-    x: (B, C, H, W) shared, or (M, B, C, H, W). Returns logits (M, B, n_classes).
-    """
-    m = params["conv1.weight"].shape[0]
-    features = [_member_features(params, x if x.ndim == 4 else x[i], i) for i in range(m)]
-    return _dense_head(params, torch.stack(features), keep)  # stack: (M, B, F)
-
-
-_FORWARDS: dict[str, Callable[[dict[str, Tensor], Tensor, Tensor | None], Tensor]] = {
-    "grouped": _forward_grouped,
-    "hybrid": _forward_hybrid,
-    "vmap": _forward_vmap,
-    "loop": _forward_loop,
-}
-
-
-def _auto_formulations(device: torch.device) -> tuple[str, str]:
-    """(training, inference) formulations measured fastest on a device type
-    (benchmarks/ensemble_speed.py)."""
-    return ("hybrid", "loop") if device.type == "cpu" else ("grouped", "grouped")
-
-
-def _shift_images(x: Tensor, shifts: Tensor) -> Tensor:
-    """Shift each image by integer (dy, dx) in [-2, 2], zero fill. x (B, C, H, W), shifts (B, 2)."""
-    b, c, h, w = x.shape
-    pad = 2
-    xp = F.pad(x, (pad, pad, pad, pad))
-    rows = (pad - shifts[:, 0])[:, None] + torch.arange(h, device=x.device)  # (B, H)
-    cols = (pad - shifts[:, 1])[:, None] + torch.arange(w, device=x.device)  # (B, W)
-    bi = torch.arange(b, device=x.device)[:, None, None, None]
-    ci = torch.arange(c, device=x.device)[None, :, None, None]
-    return xp[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]
-
-
 class Ensemble:
     """M CNN members with stacked parameters; see the module docstring for the formulation."""
 
@@ -356,12 +196,12 @@ class Ensemble:
         self.members = config.members
         self.device = resolve_device(config.device)
         self.formulation, self.inference_formulation = (
-            _auto_formulations(self.device)
+            auto_formulations(self.device)
             if config.formulation == "auto"
             else (config.formulation, config.formulation)
         )
         self.fitted = False
-        self._shapes = _param_shapes(
+        self._shapes = param_shapes(
             self.in_channels, self.n_classes, self.image_size, config.widths, config.hidden
         )
         self._params = self._initial_params()
@@ -370,7 +210,7 @@ class Ensemble:
 
     def _initial_params(self) -> dict[str, Tensor]:
         per_member = [
-            _init_member(self._shapes, _generator(self.config.member_seed(i), _STREAM_INIT))
+            init_member(self._shapes, _generator(self.config.member_seed(i), _STREAM_INIT))
             for i in range(self.members)
         ]
         return {
@@ -475,7 +315,7 @@ class Ensemble:
         if not cfg.warm_start or not self.fitted:
             self._params = self._initial_params()
         params = {k: v.detach().clone().requires_grad_(True) for k, v in self._params.items()}
-        forward = _FORWARDS[self.formulation]
+        forward = FORWARDS[self.formulation]
         order_gens = [_generator(cfg.member_seed(i), _STREAM_ORDER) for i in range(m)]
         noise_gens = [_generator(cfg.member_seed(i), _STREAM_NOISE) for i in range(m)]
         y_train_dev = y_train.to(self.device)
@@ -493,7 +333,7 @@ class Ensemble:
             b = idx.shape[1]
             xb = x_train[idx.reshape(-1)]  # (M*B, C, H, W)
             if shifts is not None:
-                xb = _shift_images(xb, shifts)
+                xb = shift_images(xb, shifts)
             xb = xb.reshape(m, b, *xb.shape[1:])
             with self._autocast():
                 logits = forward(params, xb, keep)  # (M, B, n_classes)
@@ -598,7 +438,7 @@ class Ensemble:
         self, params: dict[str, Tensor], x: Tensor, y: Tensor, weight: Tensor | None
     ) -> Tensor:
         """Per-member validation loss on a shared set, without dropout. -> (M,) on CPU."""
-        forward = _FORWARDS[self.inference_formulation]
+        forward = FORWARDS[self.inference_formulation]
         total = torch.zeros(self.members, dtype=torch.float64)
         norm = torch.zeros((), dtype=torch.float64)
         chunk = 4096
@@ -620,7 +460,7 @@ class Ensemble:
 
     def logits_chunk(self, x: Tensor | np.ndarray) -> Tensor:
         """Logits (M, B, n_classes) on the ensemble's device for one chunk (CPU: micro-batched)."""
-        forward = _FORWARDS[self.inference_formulation]
+        forward = FORWARDS[self.inference_formulation]
         micro = _CPU_MICRO_BATCH if self.device.type == "cpu" else max(len(x), 1)
         with torch.inference_mode():
             xc = self._prepare(x)
@@ -654,37 +494,20 @@ class Ensemble:
 
         No pickle anywhere: the tensors go through safetensors, the rest is plain JSON.
         """
-        directory = Path(path)
-        directory.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.contiguous() for k, v in self.state_dict().items()}
-        save_file(tensors, str(directory / WEIGHTS_FILE), metadata={"architecture": ARCHITECTURE})
         meta = {
-            "format_version": FORMAT_VERSION,
-            "architecture": ARCHITECTURE,
+            "learner": "cnn",
             "in_channels": self.in_channels,
             "n_classes": self.n_classes,
             "image_size": self.image_size,
             "fitted": self.fitted,
             "config": self.config.to_json(),
         }
-        (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        write_checkpoint(path, self.state_dict(), meta, architecture=ARCHITECTURE)
 
     @classmethod
     def load(cls, path: str | Path, *, device: str = "auto") -> Ensemble:
         """Read a directory written by `save`; `device` overrides the saved device setting."""
-        directory = Path(path)
-        config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
-        if not config_path.is_file() or not weights_path.is_file():
-            raise FileNotFoundError(
-                f"{directory} is not an ensemble checkpoint "
-                f"(needs {CONFIG_FILE} and {WEIGHTS_FILE})"
-            )
-        meta = json.loads(config_path.read_text())
-        if meta.get("format_version") != FORMAT_VERSION or meta.get("architecture") != ARCHITECTURE:
-            raise ValueError(
-                f"unsupported checkpoint: format {meta.get('format_version')!r}, "
-                f"architecture {meta.get('architecture')!r}"
-            )
+        tensors, meta = read_checkpoint(path, architecture=ARCHITECTURE)
         config = replace(EnsembleConfig.from_json(meta["config"]), device=device)
         ensemble = cls(
             config,
@@ -692,7 +515,6 @@ class Ensemble:
             n_classes=int(meta["n_classes"]),
             image_size=int(meta["image_size"]),
         )
-        tensors = load_file(str(weights_path))
         expected = {k: (config.members, *s) for k, s in ensemble._shapes.items()}
         got = {k: tuple(v.shape) for k, v in tensors.items()}
         if got != expected:

@@ -22,14 +22,16 @@ import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pandas as pd
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from activelearn.clock import utcnow
 from activelearn.errors import InvalidAnnotator, LoginFailed, LoginThrottled, NotAllowed
+from activelearn.services.validation import validate_annotator
 from db import people
 from db.engine import read_session, with_write_retry
 
@@ -54,10 +56,6 @@ OPEN_SESSION_DAYS = 7  # a typed name in open mode survives reloads this long
 HOW_TO_ADD = "a lead adds people with `activelearn user add NAME --role annotator`"
 
 
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
-
-
 def _password_hasher() -> Any:
     from argon2 import PasswordHasher
 
@@ -76,8 +74,6 @@ def validate_role(role: str) -> str:
 
 
 def validate_user_name(name: str) -> str:
-    from activelearn.services.workspace import validate_annotator
-
     return validate_annotator(name)
 
 

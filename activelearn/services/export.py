@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from activelearn.errors import ExportRefused, NothingToExport
+from activelearn.score_fields import SCORE_FIELDS
 from activelearn.services.access import lead_export
-from activelearn.services.workspace import SCORE_FIELDS
 from db import dashboard as dash_queries
 from db import queries
 from db.engine import read_session

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy.orm import Session
 
+from activelearn.clock import utcnow
 from activelearn.errors import ImportFailed, OutsideImportRoots
 from activelearn.ingest import roots as import_roots
 from activelearn.ingest.cache import TensorCache
@@ -324,7 +325,6 @@ def _store(
     # The tensors go to disk first: a crash between here and the commit leaves an unused shard,
     # never a row that points at missing pixels.
     shard = cache.write_shard(np.stack([a.image.pixels for a in fresh]))
-    from activelearn.services.workspace import utcnow
 
     now = utcnow()
     rows: list[dict[str, Any]] = []

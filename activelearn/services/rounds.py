@@ -1,4 +1,5 @@
-"""Rounds: queue, cancel and list retraining jobs; the worker runs them (activelearn.worker)."""
+"""Rounds: queue, cancel, reap and list retraining jobs, and start the background worker process
+(activelearn.worker) that runs them (services.round_runner)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,12 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from activelearn import paths
+from activelearn.clock import utcnow
+from activelearn.core.learners import load_fitted
 from activelearn.errors import ActivelearnError, NotEnoughLabels
 from activelearn.services.settings import ProjectSettings
-from activelearn.types import RoundInfo
+from activelearn.types import RoundInfo, RoundStatus
 from db import queries
 from db import rounds as round_queries
 from db.engine import read_session, with_write_retry
@@ -30,6 +34,14 @@ if TYPE_CHECKING:
     from activelearn.services.workspace import Project, Workspace
 
 log = logging.getLogger("activelearn.worker")
+DEFAULT_HEARTBEAT_TIMEOUT_S = 30.0  # a running round silent this long is failed
+
+
+def stale_message(timeout_s: float) -> str:
+    return (
+        f"worker stopped responding (no heartbeat for {timeout_s:g} s); labels are safe, "
+        "the previous ranking is still served"
+    )
 
 
 def round_info(row: Round) -> RoundInfo:
@@ -62,7 +74,6 @@ def request_round(
     timeout) is failed first, so a killed worker never blocks the next round even while no
     worker is running to reap it.
     """
-    from activelearn.services.workspace import utcnow
 
     reap_stale_rounds(
         project.engine,
@@ -113,9 +124,6 @@ def reap_stale_rounds(
 
     What they wrote (scores, metrics, a half-saved checkpoint under data_dir) is removed.
     """
-    from activelearn.services.workspace import utcnow
-    from activelearn.worker import DEFAULT_HEARTBEAT_TIMEOUT_S, stale_message
-
     timeout = DEFAULT_HEARTBEAT_TIMEOUT_S if timeout_s is None else timeout_s
     with read_session(engine) as session:
         # A read first: the write lock (which annotators' labels queue for) only when needed.
@@ -145,13 +153,11 @@ def discard_outputs(engine: Engine, round_ids: list[int], *, data_dir: Path | No
     for round_id in round_ids:
         with_write_retry(engine, lambda s, r=round_id: round_queries.delete_round_outputs(s, r))
         if data_dir is not None:
-            # Round ids are unique across projects; the folder is checkpoints/project-P/round-R.
-            for folder in (Path(data_dir) / "checkpoints").glob(f"project-*/round-{round_id}"):
+            for folder in paths.round_checkpoint_dirs(Path(data_dir), round_id):
                 shutil.rmtree(folder, ignore_errors=True)
 
 
 def cancel_round(project: Project, round_id: int | None = None) -> RoundInfo | None:
-    from activelearn.services.workspace import utcnow
 
     def work(session: Session) -> RoundInfo | None:
         if round_id is None:
@@ -250,14 +256,12 @@ def _pid_alive(pid: int) -> bool:
 
 def worker_alive(workspace: Workspace) -> bool:
     """Whether a worker for this data folder is running (pid file + a live process)."""
-    from activelearn.worker import PID_FILE
-
     key = str(Path(workspace.data_dir).resolve())
     child = _started.get(key)
     if child is not None and child.poll() is not None:
         _started.pop(key, None)  # our child exited (and is now reaped, not a zombie)
     try:
-        pid = int((Path(workspace.data_dir) / PID_FILE).read_text().strip())
+        pid = int(paths.pid_file(Path(workspace.data_dir)).read_text().strip())
     except (OSError, ValueError):
         return child is not None and child.poll() is None
     if child is not None and child.pid == pid:
@@ -271,8 +275,6 @@ def ensure_worker(workspace: Workspace, *, idle_exit_s: float | None = 900.0) ->
     The worker outlives a Streamlit rerun (its own session), logs to data_dir/worker.log, and
     exits after idle_exit_s without work (the app starts a new one when a round is requested).
     """
-    from activelearn.worker import LOG_FILE
-
     with _start_lock:
         if worker_alive(workspace):
             return False
@@ -296,7 +298,7 @@ def ensure_worker(workspace: Workspace, *, idle_exit_s: float | None = 900.0) ->
                 p for p in (str(root), os.environ.get("PYTHONPATH", "")) if p
             ),
         }
-        with open(data_dir / LOG_FILE, "ab") as log_file:
+        with open(paths.log_file(data_dir), "ab") as log_file:
             child = subprocess.Popen(
                 command,
                 stdin=subprocess.DEVNULL,
@@ -328,7 +330,7 @@ def wait_for_round(
             info = round_info(row)
         if on_update is not None:
             on_update(info)
-        if info.status not in ("queued", "running"):
+        if not RoundStatus(info.status).active:
             return info
         if deadline is not None and time.monotonic() > deadline:
             return info
@@ -343,8 +345,6 @@ def load_ensemble(project: Project, round_id: int | None = None, *, device: str 
 
     Loaded from safetensors + JSON, never pickle, so the app restarts without retraining.
     """
-    from activelearn.core.ensemble import Ensemble
-
     with read_session(project.engine) as session:
         if round_id is None:
             round_id = queries.latest_succeeded_round_id(session, project.id)
@@ -354,4 +354,4 @@ def load_ensemble(project: Project, round_id: int | None = None, *, device: str 
         checkpoint = row.checkpoint
     if not Path(checkpoint).is_dir():
         return None
-    return Ensemble.load(checkpoint, device=device)
+    return load_fitted(checkpoint, device=device)

@@ -5,31 +5,19 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from activelearn.core.learners import DEFAULT_LEARNER, LEARNERS
+from activelearn.core.strategies import STRATEGIES
 from activelearn.errors import InvalidSetting
 
-# Names of the acquisition strategies a project may pick; kept here so that settings can be
-# validated without importing torch. activelearn.core.acquisition.STRATEGIES is the source of
-# truth, and a test checks that the two agree.
-KNOWN_STRATEGIES = (
-    "bald",
-    "mutual_information",
-    "entropy",
-    "predictive_entropy",
-    "expected_entropy",
-    "variance",
-    "predictive_variance",
-    "margin",
-    "least_confidence",
-    "variation_ratio",
-    "random",
-    "batchbald",
-    "power_bald",
-)
+# Strategy and learner names come from their registries (both import without torch).
+KNOWN_STRATEGIES: tuple[str, ...] = tuple(STRATEGIES)
+KNOWN_LEARNERS: tuple[str, ...] = tuple(LEARNERS)
 
 
 @dataclass(frozen=True)
 class ProjectSettings:
-    strategy: str = "bald"
+    strategy: str = "bald"  # a name in activelearn.core.strategies.STRATEGIES
+    learner: str = DEFAULT_LEARNER  # a name in activelearn.core.learners.LEARNERS
     members: int = 5
     epochs: int = 20
     batch_size: int = 64
@@ -51,6 +39,9 @@ class ProjectSettings:
         if self.strategy not in KNOWN_STRATEGIES:
             known = ", ".join(KNOWN_STRATEGIES)
             raise InvalidSetting(f"unknown acquisition strategy {self.strategy!r}; known: {known}")
+        if self.learner not in KNOWN_LEARNERS:
+            known = ", ".join(KNOWN_LEARNERS)
+            raise InvalidSetting(f"unknown learner {self.learner!r}; known: {known}")
         checks = [
             (1 <= self.members <= 64, "members must be between 1 and 64"),
             (1 <= self.epochs <= 1000, "epochs must be between 1 and 1000"),

@@ -9,6 +9,8 @@ if TYPE_CHECKING:
     from activelearn.services.workspace import Project
     from activelearn.types import RoundInfo
 
+from activelearn.services import rounds
+
 log = logging.getLogger("activelearn.triggers")
 
 
@@ -20,8 +22,6 @@ def after_label(project: Project) -> RoundInfo | None:
     background worker for it (ui.state.kick_worker); API users run `activelearn worker` or
     call rounds.ensure_worker. A failure here never fails the label, which is already committed.
     """
-    from activelearn.services import rounds
-
     try:
         return rounds.maybe_request_round(project)
     except Exception:

@@ -14,6 +14,7 @@ from PIL import Image, UnidentifiedImageError
 from activelearn import ActivelearnError, Project, ProjectStatus, RoundInfo, Task, Workspace
 from activelearn.errors import InvalidAnnotator
 from activelearn.ingest.decode import displayable
+from activelearn.services.settings import STRATEGIES
 from activelearn.services.workspace import validate_annotator
 from activelearn.ui import state
 
@@ -21,21 +22,7 @@ _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~:$>])")
 STATUS_POLL_SECONDS = 2.0
 LABEL_IMAGE_PIXELS = 336  # 28 px digits become 12x: big, and an integer factor keeps pixels square
 
-STRATEGY_NAMES = {
-    "bald": "mutual information (BALD)",
-    "mutual_information": "mutual information (BALD)",
-    "power_bald": "PowerBALD (mutual information with noise)",
-    "batchbald": "BatchBALD",
-    "entropy": "predictive entropy",
-    "predictive_entropy": "predictive entropy",
-    "expected_entropy": "expected entropy",
-    "variance": "predictive variance",
-    "predictive_variance": "predictive variance",
-    "margin": "smallest margin",
-    "least_confidence": "least confidence",
-    "variation_ratio": "variation ratio",
-    "random": "random order",
-}
+STRATEGY_NAMES = {name: strategy.label for name, strategy in STRATEGIES.items()}
 
 
 def md(text: object) -> str:

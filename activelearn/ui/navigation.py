@@ -7,6 +7,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from activelearn.ui import state
+
 PAGES_DIR = Path(__file__).parent / "app_pages"
 
 
@@ -23,8 +25,6 @@ def _start() -> None:
 def pages() -> list[st.Page]:
     """Label and grid for everyone; dashboard and project setup for leads (and in open mode).
     The root URL is a hidden default page that moves on to /label."""
-    from activelearn.ui import state
-
     shown = [
         _label_page(),
         st.Page(PAGES_DIR / "grid.py", title="Grid", icon=":material/grid_view:", url_path="grid"),

@@ -15,9 +15,9 @@ from typing import Any
 
 import streamlit as st
 
-from activelearn import ActivelearnError, Project, Workspace
+from activelearn import Project, Workspace
 from activelearn.ingest.roots import ROOTS_ENV, configured_roots
-from activelearn.services import access
+from activelearn.services import access, rounds
 
 PROJECT_KEY = "project_name"  # plain session value: survives page switches, unlike widget state
 PICKER_KEY = "project_picker"
@@ -233,8 +233,6 @@ def kick_worker(ws: Workspace) -> str | None:
     label, and the status panel while a round waits), so a queued round never waits for a
     worker nobody started.
     """
-    from activelearn.services import rounds
-
     try:
         rounds.ensure_worker(ws)
     except OSError as error:
@@ -245,19 +243,3 @@ def kick_worker(ws: Workspace) -> str | None:
             "Start one on the server with: activelearn worker"
         )
     return None
-
-
-def kick_worker_if_queued(project: Project) -> str | None:
-    """After a label: the automatic trigger may have queued a round, so make sure it runs.
-
-    The trigger only queues (scripts and tests start their own workers), so the app starts
-    one here: one indexed read per label.
-    """
-    try:
-        active = project.active_round()
-    except ActivelearnError as error:
-        log.warning("could not read the active round: %s", error)
-        return None
-    if active is None or active.status != "queued":
-        return None
-    return kick_worker(project.workspace)

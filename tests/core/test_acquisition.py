@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from activelearn.core import acquisition as acq
+from activelearn.core.strategies import STRATEGIES, get_strategy
 
 LN2 = math.log(2.0)
 
@@ -115,8 +116,8 @@ def test_invariant_to_member_order(params, rnd) -> None:
 @given(st.integers(0, 2**31 - 1), st.sampled_from(["random", "batchbald", "power_bald"]))
 def test_selection_is_deterministic_for_a_seed(seed, strategy) -> None:
     probs = _probs(seed % 1000, n=30)
-    first = acq.select(strategy, probs, 5, generator=torch.Generator().manual_seed(seed))
-    again = acq.select(strategy, probs, 5, generator=torch.Generator().manual_seed(seed))
+    first = get_strategy(strategy).select(probs, 5, generator=torch.Generator().manual_seed(seed))
+    again = get_strategy(strategy).select(probs, 5, generator=torch.Generator().manual_seed(seed))
     assert torch.equal(first, again)
     assert first.dtype == torch.long and len(set(first.tolist())) == 5
 
@@ -129,32 +130,31 @@ def test_registry_aliases_and_unknown_names() -> None:
         ValueError, match=r"unknown acquisition 'nope'; known: .*mutual_information"
     ):
         acq.get_scorer("nope")
-    with pytest.raises(ValueError, match=r"unknown acquisition 'nope'; known: .*batchbald"):
-        acq.select("nope", _probs(0), 3)
-    assert set(acq.SCORERS) < set(acq.STRATEGIES)
-    assert {"random", "batchbald", "power_bald"} < set(acq.STRATEGIES)
+    with pytest.raises(ValueError, match=r"unknown acquisition strategy 'nope'; .*batchbald"):
+        get_strategy("nope")
+    assert {"random", "batchbald", "power_bald", "balanced_bald"} < set(STRATEGIES)
 
 
 def test_bad_shapes_are_rejected() -> None:
     with pytest.raises(ValueError, match="shape"):
         acq.mutual_information(torch.rand(3))
     with pytest.raises(ValueError, match="k must be"):
-        acq.select("bald", _probs(0), -1)
+        get_strategy("bald").select(_probs(0), -1)
 
 
-@pytest.mark.parametrize("strategy", acq.STRATEGIES)
+@pytest.mark.parametrize("strategy", STRATEGIES)
 def test_every_strategy_returns_k_distinct_indices(strategy: str) -> None:
     probs = _probs(3, n=25)
-    picked = acq.select(strategy, probs, 7, generator=torch.Generator().manual_seed(1))
+    picked = get_strategy(strategy).select(probs, 7, generator=torch.Generator().manual_seed(1))
     assert picked.shape == (7,) and picked.dtype == torch.long
     assert len(set(picked.tolist())) == 7 and picked.max() < 25
-    assert acq.select(strategy, probs, 100).shape == (25,)  # k is capped at N
-    assert acq.select(strategy, probs, 0).shape == (0,)
+    assert get_strategy(strategy).select(probs, 100).shape == (25,)  # k is capped at N
+    assert get_strategy(strategy).select(probs, 0).shape == (0,)
 
 
 def test_top_k_orders_by_score_with_stable_ties() -> None:
     probs = _probs(4)
-    picked = acq.select("bald", probs, 10)
+    picked = get_strategy("bald").select(probs, 10)
     mi = acq.mutual_information(probs)
     assert torch.equal(picked, torch.sort(mi, descending=True, stable=True).indices[:10])
     assert torch.equal(acq.top_k(torch.tensor([1.0, 2.0, 2.0, 0.0]), 3), torch.tensor([1, 2, 0]))
@@ -194,9 +194,9 @@ def test_batchbald_does_not_spend_a_batch_on_duplicates() -> None:
     top = int(mi.argmax())
     # Pool: 5 copies of the most informative sample, then the other samples.
     probs = torch.cat([base[:, [top] * 5], base], dim=1)
-    topk = acq.select("bald", probs, 3).tolist()
+    topk = get_strategy("bald").select(probs, 3).tolist()
     assert all(i < 6 for i in topk)  # naive top-k takes copies of one sample
-    picked = acq.select("batchbald", probs, 3).tolist()
+    picked = get_strategy("batchbald").select(probs, 3).tolist()
     copies = [i for i in picked if i < 5 or i == 5 + top]
     assert len(copies) == 1
 

@@ -49,7 +49,7 @@ def chromium_path() -> Path:
 def _worker_pids(data_dir: Path) -> set[int]:
     """The background workers serving `data_dir`: its pid file, and on Linux every process
     whose command line names it (a worker still importing torch has no pid file yet)."""
-    from activelearn.worker import PID_FILE
+    from activelearn.paths import PID_FILE
 
     pids = set()
     with suppress(OSError, ValueError):

@@ -30,7 +30,7 @@ from sqlalchemy import func, select
 
 from activelearn import Workspace
 from activelearn.services import rounds
-from activelearn.worker import stale_message
+from activelearn.services.rounds import stale_message
 from db.engine import read_session, sqlite_integrity_check
 from db.models import Round, SampleScore
 from tests.e2e.conftest import browser, chromium_path  # noqa: F401  (fixtures)

@@ -19,6 +19,8 @@ from sqlalchemy import delete, select, update
 from activelearn import Project, Workspace
 from activelearn.errors import UnknownTask
 from activelearn.services import dashboard as data
+from activelearn.services import round_runner
+from activelearn.services.dashboard import pool as pool_section
 from db.engine import read_session, write_session
 from db.models import (
     Annotation,
@@ -355,9 +357,9 @@ def test_stored_pool_summary_equals_the_fresh_computation(
     workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A scatter sample and galleries smaller than the 16-sample pool, as at full scale.
-    monkeypatch.setattr(data, "SCATTER_POINTS", 5)
-    monkeypatch.setattr(data, "SCATTER_TOP", 2)
-    monkeypatch.setattr(data, "GALLERY_SIZE", 3)
+    monkeypatch.setattr(pool_section, "SCATTER_POINTS", 5)
+    monkeypatch.setattr(pool_section, "SCATTER_TOP", 2)
+    monkeypatch.setattr(pool_section, "GALLERY_SIZE", 3)
     built = build_dashboard_project(workspace, tmp_path)
     project = built.project
     latest, previous = built.round_ids[1], built.round_ids[0]
@@ -404,7 +406,7 @@ def test_a_summary_answers_only_its_own_question(
     assert data.pool_view(project, latest, previous, thresholds=custom).n_pool == true_size
     assert data.pool_view(project, latest, previous).n_pool == 999
     # An older summary format: recomputed and replaced.
-    monkeypatch.setattr(data, "POOL_SUMMARY_VERSION", data.POOL_SUMMARY_VERSION + 1)
+    monkeypatch.setattr(pool_section, "POOL_SUMMARY_VERSION", data.POOL_SUMMARY_VERSION + 1)
     assert data.pool_view(project, latest, previous).n_pool == true_size
     assert data.pool_view(project, latest, previous).n_pool == true_size
     # Compared with another round (here none): recomputed and replaced, overlay gone.
@@ -444,7 +446,7 @@ def test_a_finished_round_stores_its_pool_summary(workspace: Workspace, tmp_path
 
 def test_a_starting_worker_backfills_the_latest_rounds_summary(fixture: DashboardFixture) -> None:
     """Rounds finished before summaries existed: the worker stores the latest one's at start."""
-    from activelearn.worker import WorkerConfig, run_worker
+    from activelearn.services.worker_loop import WorkerConfig, run_worker
 
     project = fixture.project
     older, latest = fixture.round_ids
@@ -470,7 +472,7 @@ def test_a_failing_summary_never_fails_the_round(
     def broken(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("summary failed")
 
-    monkeypatch.setattr(data, "store_pool_summary", broken)
+    monkeypatch.setattr(round_runner, "store_pool_summary", broken)  # where the runner calls it
     project = make_project(sqlite_workspace, tmp_path / "images", n_open=4)
     project.request_round(requested_by="test")
     assert run_one(sqlite_workspace, project) == "succeeded"

@@ -13,10 +13,11 @@ from PIL import Image
 from sqlalchemy import select
 
 from activelearn import Workspace
+from activelearn.core.cnn_learner import MIN_TRAIN_STEPS
 from activelearn.errors import NotEnoughLabels
 from activelearn.services import export, rounds, triggers
-from activelearn.services.training import MIN_TRAIN_STEPS, run_round, score_pool_probs
-from activelearn.worker import claim_round
+from activelearn.services.pipeline import score_pool
+from activelearn.services.round_runner import claim_round, run_round
 from db import rounds as round_queries
 from db.engine import read_session
 from db.models import Round, RoundMetric, SampleScore, TrainingEpoch
@@ -285,7 +286,7 @@ def test_batch_strategy_priorities_put_the_selected_batch_first():
     probs = torch.softmax(torch.randn(3, 50, 4, generator=generator), dim=-1)  # (M, N, C)
     rankable = torch.ones(50, dtype=torch.bool)
     rankable[:5] = False
-    table = score_pool_probs(
+    table = score_pool(
         probs, strategy="batchbald", acquisition_batch=6, rankable=rankable, generator=generator
     )
     first = torch.argsort(table.rank.masked_fill(~rankable, 10**6))[:6]
@@ -293,7 +294,7 @@ def test_batch_strategy_priorities_put_the_selected_batch_first():
     assert (table.priority[:5] == -1e9).all() and (table.rank[:5] == 0).all()
     rest = table.priority[rankable & (table.priority < 1e6)]
     assert torch.allclose(rest, table.mutual_information[rankable & (table.priority < 1e6)])
-    random_table = score_pool_probs(probs, strategy="random", acquisition_batch=6)
+    random_table = score_pool(probs, strategy="random", acquisition_batch=6)
     assert sorted(random_table.rank.tolist()) == list(range(1, 51))
 
 

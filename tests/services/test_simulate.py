@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from activelearn.cli import main
-from activelearn.core.acquisition import STRATEGIES
+from activelearn.core.strategies import STRATEGIES
 from activelearn.simulate import CSV_COLUMNS, RoundRow, labels_to_reach
 from tests.services.test_rounds import write_manifest
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from activelearn import Workspace
+from activelearn import Workspace, clock
 from activelearn.services import rounds
+from activelearn.services.round_runner import claim_round
 from activelearn.services.rounds import reap_stale_rounds
-from activelearn.worker import claim_round
 from db import rounds as round_queries
 from db.engine import read_session, sqlite_integrity_check
 from db.models import SampleScore
@@ -95,8 +95,8 @@ def test_sigkill_mid_round_is_reaped_labels_intact_previous_ranking_served(
     half_saved.mkdir(parents=True)
     (half_saved / "model.safetensors").write_bytes(b"\0" * 100)
     kept = Path(round_row(ws, first.id).checkpoint)
-    time.sleep(1.2)
-    assert reap_stale_rounds(ws.engine, timeout_s=1.0, data_dir=ws.data_dir) == [doomed.id]
+    with clock.advanced(1.2):  # the heartbeat is now 1.2 s older than the 1 s timeout
+        assert reap_stale_rounds(ws.engine, timeout_s=1.0, data_dir=ws.data_dir) == [doomed.id]
     assert not half_saved.exists() and (kept / "model.safetensors").is_file()
     failed = round_row(ws, doomed.id)
     assert failed.status == "failed" and "no heartbeat" in failed.error
@@ -250,8 +250,8 @@ def test_request_round_fails_a_stale_running_round_instead_of_returning_it(
     assert project.request_round().id == dead.id  # fresh heartbeat: still the active one
     leftover = ws.data_dir / "checkpoints" / f"project-{project.id}" / f"round-{dead.id}"
     leftover.mkdir(parents=True)
-    time.sleep(1.1)
-    queued = rounds.request_round(project, stale_after_s=1.0)
+    with clock.advanced(1.1):  # the heartbeat is now older than the 1 s timeout
+        queued = rounds.request_round(project, stale_after_s=1.0)
     assert queued.id != dead.id and queued.status == "queued"
     failed = round_row(ws, dead.id)
     assert failed.status == "failed" and "no heartbeat for 1 s" in failed.error

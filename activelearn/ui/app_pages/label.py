@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from activelearn import ActivelearnError, LabelRecord, NothingToUndo, Project, Task
-from activelearn.services.workspace import utcnow
+from activelearn.clock import utcnow
 from activelearn.ui import components, state
 
 TASK_KEY = state.LABEL_TASK_KEY

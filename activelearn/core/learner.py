@@ -1,0 +1,106 @@
+"""The learner seam: what a round trains and scores with, whatever the model behind it.
+
+    Learner.fit(pixels (N, C, S, S) uint8, labels (N,) long) -> LearnerFit
+    LearnerFit.model.predict_proba(pixels (N, C, S, S)) -> probs (M, N, K) float32 on the CPU
+
+M is the number of members (an ensemble's size; 1 for a single model), N the number of
+images, K the number of classes. Every acquisition strategy and metric reads only these
+probabilities, so nothing downstream knows which learner produced them. `fit` calls
+`progress` every few batches; an exception raised by `progress` propagates out of `fit` (that
+is how a running round is cancelled). A fitted model saves itself into a checkpoint folder
+whose config.json names its learner, and activelearn.core.learners.load_fitted reads it back.
+
+Importing this module does not import torch (the settings and the UI read learner names).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from torch import Tensor
+
+
+@dataclass(frozen=True)
+class FitProgress:
+    """Passed to the `progress` callback every few batches and at the end of every epoch."""
+
+    epoch: int  # 1-based
+    epochs: int
+    step: int  # batches done in this epoch
+    steps: int
+    losses: tuple[float, ...]  # running mean train loss of this epoch per member (len M)
+
+
+@dataclass(frozen=True)
+class FitHistory:
+    train_loss: list[list[float]]  # [member][epoch]
+    val_loss: list[list[float]] | None  # [member][epoch]; None without early stopping
+    epochs_run: int
+    seconds: float
+    device: str
+    best_epoch: list[int] | None = field(default=None)  # [member], 1-based; early stopping only
+    graph_replays: int = 0  # training steps replayed from a captured CUDA graph
+
+
+FitCallback = Callable[[FitProgress], None]
+
+
+@dataclass(frozen=True)
+class LearnerSpec:
+    """What every learner is told: the data's shape and the project's training settings."""
+
+    n_classes: int
+    in_channels: int
+    image_size: int
+    members: int = 5
+    epochs: int = 20
+    batch_size: int = 64
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | mps
+    early_stopping: bool = False
+    augment: bool = False
+    class_weighting: bool = False
+    options: dict[str, Any] = field(default_factory=dict)  # learner-specific extras
+
+
+class FittedModel(Protocol):
+    """A trained model of M members (M = 1 for a single model)."""
+
+    members: int
+    device: torch.device
+
+    def predict_proba(self, x: Tensor | np.ndarray) -> Tensor:
+        """Each member's class probabilities: x (N, C, S, S) -> (M, N, K) float32 on the CPU."""
+        ...
+
+    def save(self, path: str | Path) -> None:
+        """Write a checkpoint folder (safetensors + config.json naming the learner; no pickle)."""
+        ...
+
+
+@dataclass(frozen=True)
+class LearnerFit:
+    model: FittedModel
+    history: FitHistory  # per-member training curves (M lists)
+
+
+class Learner(Protocol):
+    """Builds a fresh model from labeled images, every round from scratch."""
+
+    spec: LearnerSpec
+
+    def planned_work(self, n_train: int) -> float:
+        """Rough cost of `fit` on n_train images, in image forward passes (progress shares)."""
+        ...
+
+    def fit(
+        self, x: Tensor | np.ndarray, y: Tensor, *, progress: FitCallback | None = None
+    ) -> LearnerFit:
+        """Train on x (N, C, S, S) uint8 and y (N,) class indices; `progress` may raise."""
+        ...

@@ -1,0 +1,549 @@
+"""The worker's side of a round: claim it, snapshot the labels, run the pure pipeline with
+progress and heartbeats, store what it produced, and flip the round to succeeded atomically.
+
+The pipeline itself (services.pipeline) never sees the database. Here: the labels are read in
+one read transaction, pixels come from the tensor cache, metrics, curves and scores are written
+in short write transactions (labels interleave), and one last transaction flips the round to
+succeeded; the queue only reads the latest *succeeded* round, so serving switches to the new
+ranking at once. Finally the dashboard's pool summary of the round is stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sqlalchemy import Engine
+
+from activelearn.clock import utcnow
+from activelearn.errors import NotEnoughLabels
+from activelearn.ingest.cache import TensorCache
+from activelearn.paths import checkpoint_dir, project_cache_dir
+from activelearn.score_fields import SCORE_FIELDS
+from activelearn.services.cache_rebuild import load_pixels
+from activelearn.services.dashboard.pool import store_pool_summary
+from activelearn.services.pipeline import (
+    SAVING_SHARE,
+    PoolScoreTable,
+    RoundFailed,
+    RoundProgress,
+    TrainResult,
+    train_and_score,
+)
+from activelearn.services.rounds import check_enough_labels, discard_outputs
+from activelearn.services.settings import ProjectSettings
+from activelearn.types import RoundStatus, SampleSplit
+from db import queries
+from db import rounds as round_queries
+from db.engine import read_session, with_write_retry
+from db.models import Round
+
+log = logging.getLogger("activelearn.worker")
+HEARTBEAT_S = 1.0  # progress and liveness writes; the reaper allows 30 s of silence
+SCORE_CHUNK_ROWS = 2_000  # sample_scores rows per write transaction: each commit takes milliseconds
+
+
+class RoundCancelled(Exception):
+    """Raised out of the progress callback when someone cancelled the running round."""
+
+
+class RoundLost(Exception):
+    """The round stopped being ours (reaped as stale, or finished elsewhere): stop quietly."""
+
+
+def claim_round(engine: Engine, *, worker: str, round_id: int | None = None) -> int | None:
+    """Take the oldest queued round (or `round_id`) for `worker`; its id, or None."""
+    with read_session(engine) as session:
+        # An idle worker polls every second: only a queued round is worth the write lock.
+        if not round_queries.has_queued_round(session, round_id):
+            return None
+    return with_write_retry(
+        engine,
+        lambda s: round_queries.claim_next_round(s, worker=worker, now=utcnow(), round_id=round_id),
+    )
+
+
+# ---------------------------------------------------------------- the worker's round
+
+
+class RoundMonitor:
+    """Heartbeat thread of a running round: writes the latest progress and the heartbeat every
+    `interval` seconds (so the UI sees progress at least every 2 s even inside a long epoch),
+    and picks up cancel requests. The training thread calls `update`, which raises
+    RoundCancelled or RoundLost once the monitor has seen either.
+    """
+
+    def __init__(self, engine: Engine, round_id: int, *, worker: str, interval: float) -> None:
+        self.engine = engine
+        self.round_id = round_id
+        self.worker = worker
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._state: RoundProgress | None = None
+        self._dirty = False
+        self._extra: dict[str, Any] = {}
+        self.cancelled = threading.Event()
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{round_id}", daemon=True)
+
+    def start(self) -> RoundMonitor:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def set_extra(self, **values: Any) -> None:
+        """Fields merged into every detail written (watermark, n_labels, timings, ...)."""
+        with self._lock:
+            self._extra.update(values)
+            self._dirty = True
+
+    def detail(self) -> dict[str, Any]:
+        with self._lock:
+            base = dict(self._state.detail) if self._state is not None else {}
+            return {**base, **self._extra}
+
+    def update(self, state: RoundProgress) -> None:
+        self.check()
+        with self._lock:
+            self._state = state
+            self._dirty = True
+
+    def check(self) -> None:
+        if self.lost.is_set():
+            raise RoundLost(f"round {self.round_id} is no longer held by this worker")
+        if self.cancelled.is_set():
+            raise RoundCancelled(f"round {self.round_id} was cancelled")
+
+    def beat(self) -> None:
+        """One heartbeat write (also called directly by the worker between phases)."""
+
+        with self._lock:
+            state, dirty = self._state, self._dirty
+            detail = {**(state.detail if state else {}), **self._extra} if dirty else None
+            self._dirty = False
+
+        def work(session: Any) -> tuple[bool, bool]:
+            return round_queries.heartbeat(
+                session,
+                self.round_id,
+                worker=self.worker,
+                now=utcnow(),
+                phase=state.phase if dirty and state else None,
+                progress=round(state.progress, 4) if dirty and state else None,
+                detail=detail,
+            )
+
+        ours, cancel = with_write_retry(self.engine, work)
+        if not ours:
+            self.lost.set()
+        if cancel:
+            self.cancelled.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.beat()
+            except Exception:  # a missed beat is retried next interval; the reaper allows 30 s
+                log.exception("heartbeat of round %s failed", self.round_id)
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    message = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    if isinstance(error, RoundFailed):
+        message = text
+    return message[:500]
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    project_id: int
+    classes: list[str]
+    settings: ProjectSettings
+    watermark: int
+    train: list[tuple[Any, ...]]  # (id, label, shard, index)
+    eval_rows: list[tuple[Any, ...]]
+    eval_source: str | None  # test | audit | None
+    pool_open: list[tuple[int, int, int]]  # (id, shard, index)
+
+
+def _snapshot(engine: Engine, round_id: int) -> _Snapshot:
+    """Everything the round trains on, read in one read transaction (one consistent view)."""
+    with read_session(engine) as session:
+        row = round_queries.get_round(session, round_id)
+        if row is None:
+            raise RoundFailed(f"round {round_id} no longer exists")
+        project = queries.get_project_by_id(session, row.project_id)
+        if project is None:
+            raise RoundFailed(f"the project of round {round_id} no longer exists")
+        # The settings current when the round starts drive it (not those when it was queued:
+        # a lead may have changed them meanwhile); _run_round records them on the round.
+        settings = ProjectSettings.from_json(project.settings)
+        watermark = queries.max_annotation_id(session, project.id)
+        train = queries.samples_for_training(session, project.id, SampleSplit.POOL)
+        test = queries.samples_with_gold(session, project.id, SampleSplit.TEST)
+        if test:
+            eval_rows, source = test, "test"
+        else:
+            audit = queries.samples_for_training(session, project.id, SampleSplit.EVAL)
+            eval_rows, source = audit, ("audit" if audit else None)
+        return _Snapshot(
+            project_id=project.id,
+            classes=list(project.classes),
+            settings=settings,
+            watermark=watermark,
+            train=train,
+            eval_rows=eval_rows,
+            eval_source=source,
+            pool_open=queries.unlabeled_pool(session, project.id),
+        )
+
+
+def _check_enough_labels(classes: list[str], train_labels: list[int]) -> None:
+    """The labels may have changed since the round was requested: check again at its start."""
+    try:
+        check_enough_labels(sorted({classes[i] for i in train_labels}))
+    except NotEnoughLabels as error:
+        raise RoundFailed(str(error)) from error
+
+
+def _class_indices(rows: list[tuple[Any, ...]], classes: list[str]) -> tuple[list[int], list[int]]:
+    """Positions of rows whose label is a known class, and those class indices."""
+    index = {name: i for i, name in enumerate(classes)}
+    keep, labels = [], []
+    for position, row in enumerate(rows):
+        if row[1] in index:
+            keep.append(position)
+            labels.append(index[row[1]])
+    return keep, labels
+
+
+def run_round(
+    engine: Engine,
+    round_id: int,
+    *,
+    data_dir: Path,
+    worker: str,
+    device: str = "auto",
+) -> str:
+    """Run a round this worker has claimed; returns its final status (see `_run_round`).
+
+    A round that succeeded then gets its dashboard pool summary, outside the round's own error
+    handling: the round is already served, and nothing here may undo it.
+    """
+    status = _run_round(
+        engine,
+        round_id,
+        data_dir=data_dir,
+        worker=worker,
+        device=device,
+    )
+    if status == RoundStatus.SUCCEEDED:
+        _store_pool_summary(engine, round_id)
+    return status
+
+
+def _store_pool_summary(engine: Engine, round_id: int) -> None:
+    """Histograms, scatter sample, galleries and stability of the round's pool, computed once
+    here so that no dashboard visitor has to (about half a second at 100,000 samples). A failure
+    only costs the first visitor that computation."""
+    started = time.perf_counter()
+    try:
+        store_pool_summary(engine, round_id)
+    except Exception:
+        log.exception("could not store the dashboard pool summary of round %s", round_id)
+        return
+    log.info("round %s: pool summary stored in %.2f s", round_id, time.perf_counter() - started)
+
+
+def _run_round(
+    engine: Engine,
+    round_id: int,
+    *,
+    data_dir: Path,
+    worker: str,
+    device: str = "auto",
+) -> str:
+    """Run a round this worker has claimed; returns its final status.
+
+    Never raises for a failing round: the round row says why (one plain line), the traceback
+    goes to the worker log, and everything the round wrote is removed again.
+    """
+
+    monitor = RoundMonitor(engine, round_id, worker=worker, interval=HEARTBEAT_S).start()
+    checkpoint: Path | None = None
+    try:
+        started = time.perf_counter()
+        monitor.update(RoundProgress("loading", 0.0, {}))
+        snap = _snapshot(engine, round_id)
+        settings = snap.settings
+        train_keep, train_labels = _class_indices(snap.train, snap.classes)
+        train_rows = [snap.train[i] for i in train_keep]
+        eval_keep, eval_labels = _class_indices(snap.eval_rows, snap.classes)
+        eval_rows = [snap.eval_rows[i] for i in eval_keep]
+        _check_enough_labels(snap.classes, train_labels)
+        # Open pool samples are ranked; labeled ones are scored only (label-error review).
+        pool_ids = [r[0] for r in snap.pool_open] + [r[0] for r in train_rows]
+        pool_refs = [(r[1], r[2]) for r in snap.pool_open] + [(r[2], r[3]) for r in train_rows]
+        rankable = torch.zeros(len(pool_ids), dtype=torch.bool)
+        rankable[: len(snap.pool_open)] = True
+        monitor.set_extra(
+            annotation_watermark=snap.watermark,
+            n_labels=len(train_rows),
+            eval_source=snap.eval_source,
+            n_eval=len(eval_rows),
+        )
+        with_write_retry(
+            engine,
+            lambda s: round_queries.set_running_fields(
+                s,
+                round_id,
+                worker=worker,
+                n_labels=len(train_rows),
+                detail=monitor.detail(),
+                strategy=settings.strategy,
+                config=settings.to_json(),
+            ),
+        )
+        cache = TensorCache(
+            project_cache_dir(data_dir, snap.project_id),
+            channels=settings.channels,
+            image_size=settings.image_size,
+        )
+
+        def rebuilding(done: int, total: int) -> None:
+            monitor.update(RoundProgress("rebuilding cache", 0.0, {"rebuilt": done, "of": total}))
+
+        # Shards that are missing, damaged or of an older image size/channels are decoded
+        # again from the stored files first (the round's phase says so meanwhile).
+        pool_pixels = load_pixels(engine, snap.project_id, cache, pool_refs, progress=rebuilding)
+        train_pixels = pool_pixels[len(snap.pool_open) :]  # the labeled rows come last
+        eval_pixels = (
+            load_pixels(
+                engine,
+                snap.project_id,
+                cache,
+                [(r[2], r[3]) for r in eval_rows],
+                progress=rebuilding,
+            )
+            if eval_rows
+            else None
+        )
+        timings = {"loading": time.perf_counter() - started}
+
+        result = train_and_score(
+            train_pixels=train_pixels,
+            train_labels=np.asarray(train_labels, dtype=np.int64),
+            pool_pixels=pool_pixels,
+            eval_pixels=eval_pixels,
+            eval_labels=np.asarray(eval_labels, dtype=np.int64) if eval_rows else None,
+            n_classes=len(snap.classes),
+            settings=settings,
+            pool_rankable=rankable,
+            eval_sample_ids=[int(r[0]) for r in eval_rows],
+            device=device,
+            progress=monitor.update,
+        )
+        timings.update(result.timings)
+        with_write_retry(
+            engine,
+            lambda s: round_queries.set_running_fields(
+                s, round_id, worker=worker, device=result.device
+            ),
+        )
+
+        saving_started = time.perf_counter()
+        monitor.update(RoundProgress("saving", 1 - SAVING_SHARE, {"saved": 0}))
+        checkpoint = checkpoint_dir(data_dir, snap.project_id, round_id)
+        result.model.save(checkpoint)
+        _store_metrics(engine, round_id, result, snap.eval_source)
+        _store_scores(engine, round_id, pool_ids, result.pool, monitor)
+        timings["saving"] = time.perf_counter() - saving_started
+        timings["total"] = time.perf_counter() - started
+        monitor.check()
+        monitor.stop()
+        detail = {
+            **monitor.detail(),
+            "timings": {k: round(v, 3) for k, v in timings.items()},
+            "epochs_run": result.history.epochs_run,
+        }
+
+        def flip(session: Any) -> str:
+
+            row = session.get(Round, round_id)
+            if row is None or row.status != RoundStatus.RUNNING or row.worker != worker:
+                return "lost"
+            if row.cancel_requested:
+                return (
+                    RoundStatus.CANCELLED
+                )  # the RoundCancelled handler below marks it and cleans up
+            round_queries.finish_round(
+                session,
+                round_id,
+                worker=worker,
+                status=RoundStatus.SUCCEEDED,
+                now=utcnow(),
+                progress=1.0,
+                detail=detail,
+                checkpoint=str(checkpoint.resolve()),
+                heartbeat_at=utcnow(),
+            )
+            return RoundStatus.SUCCEEDED
+
+        outcome = with_write_retry(engine, flip)
+        if outcome == RoundStatus.SUCCEEDED:
+            log.info("round %s succeeded in %.1f s (%s)", round_id, timings["total"], detail)
+            return outcome
+        raise RoundLost("round finished elsewhere") if outcome == "lost" else RoundCancelled()
+    except RoundCancelled:
+        monitor.stop()
+        log.info("round %s cancelled", round_id)
+        _finish_unsuccessful(
+            engine, round_id, worker, RoundStatus.CANCELLED, "cancelled by request"
+        )
+        _cleanup(engine, round_id, data_dir)
+        return RoundStatus.CANCELLED
+    except RoundLost:
+        monitor.stop()
+        log.warning("round %s was taken from this worker (stale heartbeat?)", round_id)
+        _cleanup(engine, round_id, data_dir)
+        return "lost"
+    except KeyboardInterrupt:
+        # Ctrl-C in `activelearn train --wait` (or a worker in a terminal): the user stopped
+        # the round, which is a cancel, not a failure.
+        monitor.stop()
+        log.info("round %s cancelled by an interrupt", round_id)
+        _finish_unsuccessful(
+            engine, round_id, worker, RoundStatus.CANCELLED, "cancelled (interrupted)"
+        )
+        _cleanup(engine, round_id, data_dir)
+        raise
+    except BaseException as error:
+        monitor.stop()
+        log.exception("round %s failed", round_id)
+        _finish_unsuccessful(engine, round_id, worker, RoundStatus.FAILED, _one_line(error))
+        _cleanup(engine, round_id, data_dir)
+        if not isinstance(error, Exception):
+            raise  # SystemExit / KeyboardInterrupt: the round is marked, now let the worker stop
+        return RoundStatus.FAILED
+
+
+def _finish_unsuccessful(
+    engine: Engine, round_id: int, worker: str, status: str, error: str
+) -> None:
+
+    try:
+        with_write_retry(
+            engine,
+            lambda s: round_queries.finish_round(
+                s, round_id, worker=worker, status=status, now=utcnow(), error=error
+            ),
+        )
+    except Exception:
+        log.exception("could not mark round %s %s", round_id, status)
+
+
+def _cleanup(engine: Engine, round_id: int, data_dir: Path) -> None:
+    """Remove what an unsuccessful round wrote: it is never served, so it is only clutter."""
+    try:
+        discard_outputs(engine, [round_id], data_dir=data_dir)
+    except Exception:
+        log.exception("could not remove the outputs of round %s", round_id)
+
+
+def _store_metrics(
+    engine: Engine, round_id: int, result: TrainResult, eval_source: str | None
+) -> None:
+
+    history = result.history
+    epochs = [
+        {
+            "round_id": round_id,
+            "member": member,
+            "epoch": epoch + 1,
+            "train_loss": float(loss),
+            "val_loss": float(history.val_loss[member][epoch]) if history.val_loss else None,
+        }
+        for member, losses in enumerate(history.train_loss)
+        for epoch, loss in enumerate(losses)
+    ]
+    metrics = [
+        {
+            "round_id": round_id,
+            "member": m.member,
+            "eval_source": eval_source or "none",
+            "n_eval": m.n_eval,
+            "accuracy": m.accuracy,
+            "accuracy_se": m.accuracy_se,
+            "nll": m.nll,
+            "nll_se": m.nll_se,
+            "brier": m.brier,
+            "brier_se": m.brier_se,
+            "ece": m.ece,
+            "details": m.details,
+        }
+        for m in result.metrics
+    ]
+
+    def work(session: Any) -> None:
+        round_queries.add_training_epochs(session, epochs)
+        round_queries.add_round_metrics(session, metrics)
+
+    with_write_retry(engine, work)
+
+
+def _store_scores(
+    engine: Engine,
+    round_id: int,
+    sample_ids: list[int],
+    pool: PoolScoreTable | None,
+    monitor: RoundMonitor,
+) -> None:
+    """sample_scores in chunks, each its own short write transaction (labels interleave)."""
+    if pool is None:
+        return
+    n = len(sample_ids)
+    stored = (*SCORE_FIELDS, "predicted_class", "priority")
+    columns = {name: getattr(pool, name).tolist() for name in stored}
+    names = list(columns)
+    ranks = [rank or None for rank in pool.rank.tolist()]  # 0: not ranked
+    mean_probs = pool.mean_probs.tolist()
+    votes = pool.member_predictions.T.tolist()  # (N, M) python ints
+    for lo in range(0, n, SCORE_CHUNK_ROWS):
+        hi = min(lo + SCORE_CHUNK_ROWS, n)
+        monitor.update(
+            RoundProgress(
+                "saving",
+                1 - SAVING_SHARE + SAVING_SHARE * lo / max(n, 1),
+                {"saved": lo, "total": n},
+            )
+        )
+        rows = [
+            {
+                **dict(zip(names, values, strict=True)),
+                "rank": rank,
+                "round_id": round_id,
+                "sample_id": int(sample_id),
+                "mean_probs": [round(v, 4) for v in probs],
+                "member_predictions": vote,
+            }
+            for values, rank, sample_id, probs, vote in zip(
+                zip(*(column[lo:hi] for column in columns.values()), strict=True),
+                ranks[lo:hi],
+                sample_ids[lo:hi],
+                mean_probs[lo:hi],
+                votes[lo:hi],
+                strict=True,
+            )
+        ]
+        with_write_retry(engine, lambda s, rows=rows: round_queries.add_sample_scores(s, rows))
