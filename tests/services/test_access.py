@@ -98,7 +98,7 @@ def test_lead_actions_are_audited(workspace: Workspace, tmp_path: Path) -> None:
     workspace.set_role("ana", "annotator")
     lead = workspace.as_user("lena")
     project = _project_with_images(lead, tmp_path)
-    project.update_settings(retrain_every=0, members=2)
+    project.update_settings(retrain_every=0, members=2, audit_share=0.0)  # pool labels only
     ana = workspace.as_user("ana").project("p")
     task = ana.next_task("ana")
     ana.submit(task.id, "a", annotator="ana")
