@@ -21,6 +21,7 @@ LAZY_IMPORTS_ALLOWED = {
     ("activelearn.cli_rounds", "activelearn.services.worker_loop"),
     ("activelearn.cli_rounds", "activelearn.simulate"),
     ("activelearn.core.learners", "activelearn.core.cnn_learner"),
+    ("activelearn.core.learners", "activelearn.core.embedding_fit"),
     ("activelearn.core.strategies", "activelearn.core.acquisition"),
 }
 

@@ -91,6 +91,7 @@ class PriorModel:
 
 class PriorLearner:
     name = "prior"
+    inputs = "pixels"
 
     def __init__(self, spec: LearnerSpec) -> None:
         self.spec = spec
@@ -99,7 +100,7 @@ class PriorLearner:
     def planned_work(self, n_train: int) -> float:
         return float(n_train)
 
-    def fit(self, x, y, *, progress=None) -> LearnerFit:
+    def fit(self, x, y, *, progress=None, pool=None) -> LearnerFit:
         counts = torch.bincount(torch.as_tensor(y), minlength=self.spec.n_classes).double()
         history = FitHistory([[0.0], [0.0]], None, epochs_run=1, seconds=0.0, device="cpu")
         return LearnerFit(model=PriorModel(counts / counts.sum()), history=history)
