@@ -23,6 +23,7 @@ LAZY_IMPORTS_ALLOWED = {
     ("activelearn.core.learners", "activelearn.core.cnn_learner"),
     ("activelearn.core.learners", "activelearn.core.embedding_fit"),
     ("activelearn.core.strategies", "activelearn.core.acquisition"),
+    ("activelearn.core.strategies", "activelearn.core.typicality"),
 }
 
 
