@@ -74,12 +74,24 @@ class Strategy:
     ranker: Ranker | None = None  # (probs | None, k, generator, context) -> Ranking
     needs_features: bool = False  # reads PoolContext.features (the pool's embeddings)
 
-    def select(self, probs: Tensor, k: int, *, generator: torch.Generator | None = None) -> Tensor:
+    def select(
+        self,
+        probs: Tensor,
+        k: int,
+        *,
+        generator: torch.Generator | None = None,
+        context: PoolContext | None = None,
+    ) -> Tensor:
         """The k (at most N) indices to label next, in serving order. (M, N, C) -> (k,) long.
-        For a probability strategy (`priority`); others select through `rank`."""
-        if self.priority is None:
-            raise ValueError(f"strategy {self.name!r} needs a PoolContext: use rank()")
-        return _acquisition().top_k(self.priority(probs, k, generator), k)
+        A strategy that needs features needs the `context`."""
+        if context is None and self.priority is not None:
+            return _acquisition().top_k(self.priority(probs, k, generator), k)
+        if context is None:
+            raise ValueError(
+                f"strategy {self.name!r} needs the pool's embeddings: pass a PoolContext"
+            )
+        ranking = self.rank(probs, k, context=context, generator=generator)
+        return _acquisition().top_k(ranking.priority, k)
 
     def rank(
         self,
