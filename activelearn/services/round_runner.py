@@ -224,7 +224,8 @@ def load_embeddings(data_dir: Path, project_id: int, sample_ids: list[int]) -> n
     in its EmbeddingStore (paths.embeddings_dir); RoundFailed (one line) when there are none
     yet or they miss some of the samples."""
     store = EmbeddingStore(embeddings_dir(data_dir, project_id))
-    versions = store.versions()
+    # The store's glob also lists a write in progress (".<version>-*.npz"): published only.
+    versions = [v for v in store.versions() if not v.startswith(".")]
     if not versions:
         raise RoundFailed(
             "the representation stage has not finished yet for this project: rounds with the "

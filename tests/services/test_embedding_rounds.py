@@ -44,6 +44,9 @@ def test_an_embedding_round_waits_for_the_representation_then_uses_it(
     project = make_project(
         ws, tmp_path / "images", settings={"learner": "embedding", "strategy": "auto"}
     )
+    folder = embeddings_dir(ws.data_dir, project.id)
+    folder.mkdir(parents=True)
+    (folder / ".encoder-1-x7q.npz").write_bytes(b"a write in progress is not a version")
     project.request_round(requested_by="test")
     assert run_one(ws, project) == "failed"
     failed = project.rounds()[-1]
