@@ -11,7 +11,13 @@ import torch
 from torch import Tensor
 
 from activelearn.core.ensemble import Ensemble, EnsembleConfig
-from activelearn.core.learner import FitCallback, LearnerFit, LearnerSpec, PoolView
+from activelearn.core.learner import (
+    FitCallback,
+    LearnerFit,
+    LearnerInputs,
+    LearnerSpec,
+    PoolView,
+)
 
 MIN_TRAIN_STEPS = 100  # optimizer steps per round at least (epochs are raised for small sets)
 
@@ -20,7 +26,7 @@ class CnnLearner:
     """M independently seeded CNNs trained together; see activelearn.core.ensemble."""
 
     name = "cnn"
-    inputs = "pixels"
+    inputs: LearnerInputs = "pixels"
 
     def __init__(self, spec: LearnerSpec) -> None:
         self.spec = spec

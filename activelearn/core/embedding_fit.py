@@ -37,6 +37,7 @@ from activelearn.core.learner import (
     FitHistory,
     FitProgress,
     LearnerFit,
+    LearnerInputs,
     LearnerSpec,
     PoolView,
 )
@@ -73,7 +74,7 @@ class EmbeddingFitLearner:
     """The Learner for `learner = "embedding"`; see the module docstring."""
 
     name = "embedding"
-    inputs = "embeddings"
+    inputs: LearnerInputs = "embeddings"
 
     def __init__(self, spec: LearnerSpec) -> None:
         self.spec = spec

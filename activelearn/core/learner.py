@@ -56,8 +56,7 @@ class FitHistory:
 
 FitCallback = Callable[[FitProgress], None]
 
-LearnerInputs = Literal["pixels", "embeddings"]
-INPUT_KINDS: tuple[str, ...] = ("pixels", "embeddings")
+LearnerInputs = Literal["pixels", "embeddings"]  # what a learner's x is (Learner.inputs)
 
 
 @dataclass(frozen=True)
@@ -117,7 +116,7 @@ class Learner(Protocol):
     """Builds a fresh model from labeled images, every round from scratch."""
 
     spec: LearnerSpec
-    inputs: str  # a LearnerInputs value: what `fit` and `predict_proba` take as x
+    inputs: LearnerInputs  # what `fit` and `predict_proba` take as x
 
     def planned_work(self, n_train: int) -> float:
         """Rough cost of `fit` on n_train images, in image forward passes (progress shares)."""

@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
@@ -214,7 +214,7 @@ def _from_selection(
     probs: Tensor | None,
     generator: torch.Generator | None,
     context: PoolContext,
-    select: Callable[[object], object],
+    select: Callable[[Any], Any],  # core.typicality: SelectionContext -> Selection
     k: int,
 ) -> Ranking:
     """A core.typicality selector's picks lifted above the rest (mutual information with a

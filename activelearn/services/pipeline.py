@@ -406,6 +406,8 @@ def train_and_score(
         "pixels": (train_pixels, pool_pixels, eval_pixels),
         "embeddings": (train_features, pool_features, eval_features),
     }
+    if learner.inputs not in by_kind:
+        raise RoundFailed(f"learner {settings.learner!r} takes unknown inputs {learner.inputs!r}")
     train_x, pool_x, eval_x = by_kind[learner.inputs]
     wanted = [train_x] + [pool_x] * (n_pool > 0) + [eval_x] * (n_eval > 0)
     if any(x is None for x in wanted):
