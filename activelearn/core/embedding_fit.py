@@ -162,22 +162,50 @@ def _labeled_losses(ensemble: EmbeddingEnsemble, x: Tensor, y: Tensor) -> list[f
         return [float(v) for v in -picked.clamp_min(1e-12).log().mean(1)]
 
 
-# One graph per embedding set: a round's pool is the same set round after round (simulate's
-# rounds and repeats; a worker's consecutive rounds), and building it dominates a round's time
-# at 100k images. Keyed by the nodes' bytes and k; one entry, so memory stays one graph.
+# One graph per embedding set, whatever the order of its rows: a round's pool is the same set
+# round after round (simulate's rounds and repeats; a worker's consecutive rounds, whose layout,
+# open rows first, changes as labels move), and building it dominates a round at 100k images.
+# The cache holds the graph over the rows in a canonical order (sorted by a fixed projection);
+# a pool in another order gets it with its nodes renumbered: a sort, not a kNN search. Keyed by
+# the canonical rows' bytes and k; one entry, so memory stays one graph.
 _GRAPH_CACHE: dict[tuple[str, int], PoolGraph] = {}
 _GRAPH_LOCK = threading.Lock()
 
 
 def _cached_graph(nodes: Tensor, k: int) -> PoolGraph:
-    unit = F.normalize(nodes, dim=1).contiguous()
-    digest = hashlib.blake2b(unit.numpy().tobytes(), digest_size=16).hexdigest()
+    unit = F.normalize(nodes, dim=1)
+    order = _canonical_order(unit)  # (N,): canonical node c is row order[c]
+    canonical = unit[order].contiguous()
+    digest = hashlib.blake2b(canonical.numpy().tobytes(), digest_size=16).hexdigest()
     key = (f"{tuple(unit.shape)}:{digest}", k)
     with _GRAPH_LOCK:
         graph = _GRAPH_CACHE.get(key)
     if graph is None:
-        graph = build_pool_graph(unit, k=k)
+        graph = build_pool_graph(canonical, k=k)
         with _GRAPH_LOCK:
             _GRAPH_CACHE.clear()
             _GRAPH_CACHE[key] = graph
-    return graph
+    return _renumbered(graph, order)
+
+
+def _canonical_order(unit: Tensor) -> Tensor:
+    """(N, D) rows -> (N,) permutation sorting them by a fixed random projection (rows that
+    tie are identical, so their order does not change the graph)."""
+    gen = torch.Generator().manual_seed(0)
+    direction = torch.randn(unit.shape[1], generator=gen, dtype=torch.float64)
+    return torch.sort(unit.double() @ direction, stable=True).indices
+
+
+def _renumbered(graph: PoolGraph, order: Tensor) -> PoolGraph:
+    """A graph over rows order[0], order[1], ... -> the same graph over the rows in their own
+    order (node c becomes row order[c])."""
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(len(order))
+    coo = graph.operator.to_sparse_coo().coalesce()
+    operator = torch.sparse_coo_tensor(order[coo.indices()], coo.values(), size=coo.shape)
+    return PoolGraph(
+        embeddings=graph.embeddings[inverse],
+        neighbors=order[graph.neighbors[inverse]],
+        similarities=graph.similarities[inverse],
+        operator=operator.coalesce().to_sparse_csr(),
+    )

@@ -100,3 +100,34 @@ def test_a_cancel_from_progress_stops_the_fit() -> None:
 
     with pytest.raises(RuntimeError, match="cancelled"):
         EmbeddingFitLearner(spec()).fit(x[:2], y[:2], progress=cancel)
+
+
+def test_the_pool_graph_is_built_once_whatever_the_rows_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The worker's layout (open rows first, labeled last) changes as labels move: the same
+    # embedding set in another order reuses the graph, and the pool's predictions follow rows.
+    from activelearn.core import embedding_fit
+
+    built: list[int] = []
+    real = embedding_fit.build_pool_graph
+
+    def counting(nodes: torch.Tensor, *, k: int) -> object:  # the real builder, counted
+        built.append(len(nodes))
+        return real(nodes, k=k)
+
+    monkeypatch.setattr(embedding_fit, "build_pool_graph", counting)
+    x, y = two_clusters()
+    x = x + 0.001 * torch.arange(40).unsqueeze(1)  # rows unlike any earlier test's: a miss
+    train = torch.tensor([0, 20])
+    first = EmbeddingFitLearner(spec()).fit(
+        x[train], y[train], pool=PoolView(inputs=x, train_index=train)
+    )
+    perm = torch.randperm(40, generator=torch.Generator().manual_seed(1))
+    position = torch.empty_like(perm)
+    position[perm] = torch.arange(40)  # where each original row went
+    second = EmbeddingFitLearner(spec()).fit(
+        x[train], y[train], pool=PoolView(inputs=x[perm], train_index=position[train])
+    )
+    assert built == [40]  # one kNN search for both fits
+    torch.testing.assert_close(second.pool_probs, first.pool_probs[:, perm])
