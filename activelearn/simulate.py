@@ -35,6 +35,7 @@ from activelearn.core.representation import (
     EncoderConfig,
     PixelPCA,
     RepresentationConfig,
+    RepresentationProgress,
     embed_images,
     join_features,
     train_encoder,
@@ -178,7 +179,13 @@ def _initial(labels: np.ndarray, n: int, rng: np.random.Generator, *, balanced: 
 
 
 def compute_representation(
-    pool: LabeledImages, test: LabeledImages, *, ssl_epochs: int, seed: int, device: str
+    pool: LabeledImages,
+    test: LabeledImages,
+    *,
+    ssl_epochs: int,
+    seed: int,
+    device: str,
+    progress: Callable[[RepresentationProgress], None] | None = None,
 ) -> Representation:
     """Features for the embedding learner and the clustering strategies, learned from the
     pool's images only: SSL embedding (ssl_epochs > 0) joined with a PCA of pool pixels."""
@@ -192,7 +199,7 @@ def compute_representation(
             epochs=ssl_epochs,
             device=device,
         )
-        encoder = train_encoder(pool.pixels, config, seed=seed).encoder
+        encoder = train_encoder(pool.pixels, config, seed=seed, progress=progress).encoder
         pool_parts.insert(0, torch.from_numpy(embed_images(encoder, pool.pixels)))
         test_parts.insert(0, torch.from_numpy(embed_images(encoder, test.pixels)))
     return Representation(pool=join_features(*pool_parts), test=join_features(*test_parts))
@@ -225,11 +232,12 @@ def simulate(
     *,
     on_row: Callable[[RoundRow], None] | None = None,
     representation: Representation | None = None,
+    on_epoch: Callable[[RepresentationProgress], None] | None = None,
 ) -> list[RoundRow]:
     """Run every strategy x repeat; returns (and streams through on_row) one row per round.
 
     `representation`: features computed earlier for this pool and test set (else computed
-    here, once, when the learner or a strategy needs them)."""
+    here, once, when the learner or a strategy needs them; `on_epoch` follows its training)."""
     _check(config, pool)
     n_classes = len(pool.classes)
     base = ProjectSettings(
@@ -245,7 +253,12 @@ def simulate(
         needs_features(replace(base, strategy=s)) for s in config.strategies
     ):
         representation = compute_representation(
-            pool, test, ssl_epochs=config.ssl_epochs, seed=config.seed, device=config.device
+            pool,
+            test,
+            ssl_epochs=config.ssl_epochs,
+            seed=config.seed,
+            device=config.device,
+            progress=on_epoch,
         )
     pool_features = None if representation is None else representation.pool
     test_features = None if representation is None else representation.test
@@ -395,7 +408,15 @@ def run_cli(
                 flush=True,
             )
 
-        rows = simulate(pool, test, config, on_row=on_row)
+        def on_epoch(update: RepresentationProgress) -> None:
+            print(
+                f"representation: epoch {update.epoch}/{update.epochs}, loss {update.loss:.3f} "
+                f"({update.images_per_second:.0f} images/s)",
+                file=stream,
+                flush=True,
+            )
+
+        rows = simulate(pool, test, config, on_row=on_row, on_epoch=on_epoch)
     finally:
         if handle is not None:
             handle.close()

@@ -133,6 +133,8 @@ def test_simulate_with_the_embedding_learner_from_zero_labels(
         mine = [r for r in rows if r["strategy"] == strategy]
         assert [int(r["n_labels"]) for r in mine] == [3, 6, 9]  # the first model has 3 labels
         assert all(0.0 <= float(r["test_accuracy"]) <= 1.0 for r in mine)
+    printed = capsys.readouterr().out
+    assert printed.count("representation: epoch 1/1") == 1  # once for 3 strategies
     # Three well-separated classes and 3 labels each picked from the clusters: auto covers them.
     assert float(next(r for r in rows if r["strategy"] == "auto")["test_accuracy"]) > 0.5
 
