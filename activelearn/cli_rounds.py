@@ -12,6 +12,7 @@ from types import ModuleType
 from typing import Any
 
 from activelearn.clock import utcnow
+from activelearn.core.learners import DEFAULT_LEARNER, LEARNERS
 from activelearn.services import rounds
 from activelearn.services.dashboard import simulation_dir
 from activelearn.services.rounds import DEFAULT_HEARTBEAT_TIMEOUT_S
@@ -50,7 +51,26 @@ def register(subparsers: Any, add_common: Callable[..., None]) -> None:
         dest="strategies",
         help="acquisition strategy (repeatable; default: bald and random); any registry name",
     )
-    sim.add_argument("--init", type=int, default=20, help="initial random labels (default 20)")
+    sim.add_argument(
+        "--init",
+        type=int,
+        default=20,
+        help="initial random labels (default 20; 0: the strategy picks from the first label on)",
+    )
+    sim.add_argument(
+        "--learner",
+        choices=tuple(LEARNERS),
+        default=DEFAULT_LEARNER,
+        help=f"what each round trains (default {DEFAULT_LEARNER}; embedding: heads on the "
+        "pool's self-supervised embeddings)",
+    )
+    sim.add_argument(
+        "--ssl-epochs",
+        type=int,
+        default=30,
+        help="self-supervised epochs of the representation, computed once per run when the "
+        "learner or a strategy (typiclust, auto) needs it (30; 0: pixel PCA only)",
+    )
     sim.add_argument("--batch", type=int, default=10, help="labels revealed per round (10)")
     sim.add_argument("--budget", type=int, default=300, help="stop at this many labels (300)")
     sim.add_argument("--members", type=int, default=5, help="ensemble members (5)")
@@ -218,6 +238,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         device=args.device,
         balanced_init=args.balanced_init,
         first_repeat=args.first_repeat,
+        learner=args.learner,
+        ssl_epochs=args.ssl_epochs,
     )
     out, keep = args.out, None
     if args.project is not None:

@@ -3,6 +3,7 @@
 data/
   activelearn.db                      the default SQLite database
   cache/project-P/                    decoded tensors of project P (ingest.cache)
+  embeddings/project-P/               per-sample embeddings of project P (ingest.embeddings)
   checkpoints/project-P/round-R/      a round's saved learner (safetensors + JSON)
   worker.pid, worker.log              the background worker's pid file and log
 """
@@ -32,6 +33,12 @@ def resolve_data_dir(data_dir: str | Path | None, *, db_file: Path | None = None
 def project_cache_dir(data_dir: Path, project_id: int) -> Path:
     """Where a project's decoded tensors live (written by imports, read by rounds)."""
     return Path(data_dir) / "cache" / f"project-{project_id}"
+
+
+def embeddings_dir(data_dir: Path, project_id: int) -> Path:
+    """Where a project's per-sample embeddings live, one file per encoder version (written by
+    the representation stage, read by rounds)."""
+    return Path(data_dir) / "embeddings" / f"project-{project_id}"
 
 
 def checkpoints_dir(data_dir: Path) -> Path:

@@ -2,7 +2,15 @@
 
 Each round runs `activelearn.services.pipeline.train_and_score`, the very function the worker
 runs, on the labels revealed so far; the `batch` highest-priority pool samples of its ranking
-are then revealed, until `budget` labels. One CSV row per round.
+are then revealed, until `budget` labels. One CSV row per round. With `init` 0 the strategy
+picks the first batch too, with no model (pipeline.rank_pool: typiclust/auto cluster the
+embeddings, probability strategies draw at random).
+
+When the learner consumes embeddings or a strategy clusters them, the representation is
+computed once per run, on the pool's images only (never the test set), and reused by every
+strategy and repeat: a SimCLR encoder (activelearn.core.representation) trained `ssl_epochs`
+epochs, joined with a 30-d PCA of the pool's pixels, as benchmarks/embedding_learner.py measured
+best (`ssl_epochs` 0: the pixel PCA alone).
 """
 
 from __future__ import annotations
@@ -18,12 +26,25 @@ from pathlib import Path
 from typing import TextIO
 
 import numpy as np
+import torch
+from torch import Tensor
 
+from activelearn.core.learners import LEARNERS
+from activelearn.core.representation import (
+    AugmentConfig,
+    EncoderConfig,
+    PixelPCA,
+    RepresentationConfig,
+    RepresentationProgress,
+    embed_images,
+    join_features,
+    train_encoder,
+)
 from activelearn.core.strategies import STRATEGIES
 from activelearn.ingest.decode import ImageRejected, decode_image
 from activelearn.ingest.demo import DEMO_CLASSES, demo_images
 from activelearn.ingest.sources import SourceError, scan_manifest
-from activelearn.services.pipeline import train_and_score
+from activelearn.services.pipeline import needs_features, rank_pool, train_and_score
 from activelearn.services.settings import ProjectSettings
 
 CSV_COLUMNS = (
@@ -37,6 +58,7 @@ CSV_COLUMNS = (
     "seconds",
 )
 THRESHOLDS = (0.90, 0.95)
+PCA_COMPONENTS = 30  # benchmarks/label_efficiency.md: joined PCA-30 beat 50 and 100
 
 
 class SimulationError(Exception):
@@ -64,6 +86,16 @@ class SimulationConfig:
     device: str = "auto"
     balanced_init: bool = False  # draw the initial labels evenly across classes
     first_repeat: int = 0  # repeats are numbered first_repeat.. (to extend an earlier run)
+    learner: str = "cnn"  # a name in activelearn.core.learners.LEARNERS
+    ssl_epochs: int = 30  # self-supervised epochs of the representation (0: pixel PCA only)
+
+
+@dataclass(frozen=True)
+class Representation:
+    """Per-sample features of the pool (N, D) and of the test set (N_test, D), same D."""
+
+    pool: Tensor
+    test: Tensor
 
 
 @dataclass(frozen=True)
@@ -146,25 +178,70 @@ def _initial(labels: np.ndarray, n: int, rng: np.random.Generator, *, balanced: 
     return np.asarray(picked)
 
 
+def compute_representation(
+    pool: LabeledImages,
+    test: LabeledImages,
+    *,
+    ssl_epochs: int,
+    seed: int,
+    device: str,
+    progress: Callable[[RepresentationProgress], None] | None = None,
+) -> Representation:
+    """Features for the embedding learner and the clustering strategies, learned from the
+    pool's images only: SSL embedding (ssl_epochs > 0) joined with a PCA of pool pixels."""
+    channels = int(pool.pixels.shape[1])
+    pca = PixelPCA.fit(pool.pixels, n_components=PCA_COMPONENTS, seed=seed)
+    pool_parts, test_parts = [pca.transform(pool.pixels)], [pca.transform(test.pixels)]
+    if ssl_epochs > 0:
+        config = RepresentationConfig(
+            encoder=EncoderConfig(channels=channels, image_size=int(pool.pixels.shape[-1])),
+            augment=AugmentConfig.for_images(channels=channels),
+            epochs=ssl_epochs,
+            device=device,
+        )
+        encoder = train_encoder(pool.pixels, config, seed=seed, progress=progress).encoder
+        pool_parts.insert(0, torch.from_numpy(embed_images(encoder, pool.pixels)))
+        test_parts.insert(0, torch.from_numpy(embed_images(encoder, test.pixels)))
+    return Representation(pool=join_features(*pool_parts), test=join_features(*test_parts))
+
+
+def _check(config: SimulationConfig, pool: LabeledImages) -> None:
+    unknown = [s for s in config.strategies if s not in STRATEGIES]
+    if unknown:
+        raise SimulationError(
+            f"unknown strategy {', '.join(unknown)}; known: {', '.join(STRATEGIES)}"
+        )
+    if config.learner not in LEARNERS:
+        raise SimulationError(f"unknown learner {config.learner}; known: {', '.join(LEARNERS)}")
+    if config.init < 0 or config.batch < 1 or config.budget < max(config.init, 1):
+        raise SimulationError("need init >= 0, batch >= 1 and budget >= init (and >= 1)")
+    if config.budget > len(pool.labels):
+        raise SimulationError(f"budget {config.budget} exceeds the pool ({len(pool.labels)})")
+
+
+def _reveal(labeled: np.ndarray, rank: np.ndarray, take: int) -> None:
+    """Mark the `take` best-ranked rows (rank 1 first; rank 0 = not rankable) labeled."""
+    ranked = np.flatnonzero(rank > 0)
+    labeled[ranked[np.argsort(rank[ranked], kind="stable")[:take]]] = True
+
+
 def simulate(
     pool: LabeledImages,
     test: LabeledImages,
     config: SimulationConfig,
     *,
     on_row: Callable[[RoundRow], None] | None = None,
+    representation: Representation | None = None,
+    on_epoch: Callable[[RepresentationProgress], None] | None = None,
 ) -> list[RoundRow]:
-    """Run every strategy x repeat; returns (and streams through on_row) one row per round."""
-    unknown = [s for s in config.strategies if s not in STRATEGIES]
-    if unknown:
-        raise SimulationError(
-            f"unknown strategy {', '.join(unknown)}; known: {', '.join(STRATEGIES)}"
-        )
-    if config.init < 1 or config.batch < 1 or config.budget < config.init:
-        raise SimulationError("need init >= 1, batch >= 1 and budget >= init")
-    if config.budget > len(pool.labels):
-        raise SimulationError(f"budget {config.budget} exceeds the pool ({len(pool.labels)})")
+    """Run every strategy x repeat; returns (and streams through on_row) one row per round.
+
+    `representation`: features computed earlier for this pool and test set (else computed
+    here, once, when the learner or a strategy needs them; `on_epoch` follows its training)."""
+    _check(config, pool)
     n_classes = len(pool.classes)
     base = ProjectSettings(
+        learner=config.learner,
         members=config.members,
         epochs=config.epochs,
         batch_size=config.batch_size,
@@ -172,6 +249,19 @@ def simulate(
         channels=int(pool.pixels.shape[1]),
         acquisition_batch=config.batch,
     )
+    if representation is None and any(
+        needs_features(replace(base, strategy=s)) for s in config.strategies
+    ):
+        representation = compute_representation(
+            pool,
+            test,
+            ssl_epochs=config.ssl_epochs,
+            seed=config.seed,
+            device=config.device,
+            progress=on_epoch,
+        )
+    pool_features = None if representation is None else representation.pool
+    test_features = None if representation is None else representation.test
     rows: list[RoundRow] = []
     # Repeat-major: every strategy of a repeat runs before the next repeat, so a run that is
     # stopped early still holds paired comparisons.
@@ -183,20 +273,39 @@ def simulate(
             labeled = np.zeros(len(pool.labels), dtype=bool)
             labeled[_initial(pool.labels, config.init, rng, balanced=config.balanced_init)] = True
             round_number = 0
+            if not labeled.any():  # --init 0: the strategy picks the first batch, no model yet
+                seed = config.seed * 1_000_003 + repeat * 1_009  # round 0's
+                ranking = rank_pool(
+                    None,
+                    strategy=strategy,
+                    acquisition_batch=config.batch,
+                    n_pool=len(labeled),
+                    n_classes=n_classes,
+                    features=pool_features,
+                    seed=seed,
+                    generator=torch.Generator().manual_seed(seed),
+                )
+                _reveal(labeled, ranking.rank.numpy(), min(config.batch, config.budget))
             while True:
                 started = time.perf_counter()
-                open_idx = np.flatnonzero(~labeled)
                 train_idx = np.flatnonzero(labeled)
+                # The whole pool, labeled rows included but not rankable (the round runner's
+                # view): label spreading and the clustering strategies see the labeled rows.
                 result = train_and_score(
                     train_pixels=pool.pixels[train_idx],
                     train_labels=pool.labels[train_idx],
-                    pool_pixels=pool.pixels[open_idx],
+                    pool_pixels=pool.pixels,
                     eval_pixels=test.pixels,
                     eval_labels=test.labels,
                     n_classes=n_classes,
                     settings=settings,
+                    pool_rankable=torch.from_numpy(~labeled),
                     device=config.device,
                     seed=config.seed * 1_000_003 + repeat * 1_009 + round_number,
+                    train_features=None if pool_features is None else pool_features[train_idx],
+                    pool_features=pool_features,
+                    eval_features=test_features,
+                    train_pool_index=train_idx,
                 )
                 ensemble = result.metrics[0]
                 row = RoundRow(
@@ -215,8 +324,7 @@ def simulate(
                 if labeled.sum() >= config.budget or result.pool is None:
                     break
                 take = min(config.batch, config.budget - int(labeled.sum()))
-                order = np.argsort(result.pool.rank.numpy())  # rank 1 first (all rankable)
-                labeled[open_idx[order[:take]]] = True
+                _reveal(labeled, result.pool.rank.numpy(), take)
                 round_number += 1
     return rows
 
@@ -300,7 +408,15 @@ def run_cli(
                 flush=True,
             )
 
-        rows = simulate(pool, test, config, on_row=on_row)
+        def on_epoch(update: RepresentationProgress) -> None:
+            print(
+                f"representation: epoch {update.epoch}/{update.epochs}, loss {update.loss:.3f} "
+                f"({update.images_per_second:.0f} images/s)",
+                file=stream,
+                flush=True,
+            )
+
+        rows = simulate(pool, test, config, on_row=on_row, on_epoch=on_epoch)
     finally:
         if handle is not None:
             handle.close()

@@ -11,7 +11,13 @@ import torch
 from torch import Tensor
 
 from activelearn.core.ensemble import Ensemble, EnsembleConfig
-from activelearn.core.learner import FitCallback, LearnerFit, LearnerSpec
+from activelearn.core.learner import (
+    FitCallback,
+    LearnerFit,
+    LearnerInputs,
+    LearnerSpec,
+    PoolView,
+)
 
 MIN_TRAIN_STEPS = 100  # optimizer steps per round at least (epochs are raised for small sets)
 
@@ -20,6 +26,7 @@ class CnnLearner:
     """M independently seeded CNNs trained together; see activelearn.core.ensemble."""
 
     name = "cnn"
+    inputs: LearnerInputs = "pixels"
 
     def __init__(self, spec: LearnerSpec) -> None:
         self.spec = spec
@@ -50,7 +57,12 @@ class CnnLearner:
         return 3.0 * self.config(n_train).epochs * n_train
 
     def fit(
-        self, x: Tensor | np.ndarray, y: Tensor, *, progress: FitCallback | None = None
+        self,
+        x: Tensor | np.ndarray,
+        y: Tensor,
+        *,
+        progress: FitCallback | None = None,
+        pool: PoolView | None = None,  # not used: the CNNs learn from the labeled images only
     ) -> LearnerFit:
         ensemble = Ensemble(
             self.config(len(y)),

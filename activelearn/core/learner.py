@@ -1,8 +1,14 @@
 """The learner seam: what a round trains and scores with, whatever the model behind it.
 
-    Learner.fit(pixels (N, C, S, S) uint8, labels (N,) long) -> LearnerFit
-    LearnerFit.model.predict_proba(pixels (N, C, S, S)) -> probs (M, N, K) float32 on the CPU
+    Learner.inputs: "pixels" | "embeddings"      what the learner consumes (x below)
+    Learner.fit(x (L, ...), labels (L,) long, pool=PoolView | None) -> LearnerFit
+    LearnerFit.model.predict_proba(x (N, ...)) -> probs (M, N, K) float32 on the CPU
 
+x is pixels (N, C, S, S) uint8 for a "pixels" learner and per-sample embeddings (N, D) float32
+(the representation stage's) for an "embeddings" learner; the caller hands each learner the kind
+it declares, never asking which learner it is. `pool` is the whole pool in that same kind, for
+learners that learn from the unlabeled images too (label spreading over the pool's kNN graph);
+such a learner may return the pool's probabilities it computed anyway (LearnerFit.pool_probs).
 M is the number of members (an ensemble's size; 1 for a single model), N the number of
 images, K the number of classes. Every acquisition strategy and metric reads only these
 probabilities, so nothing downstream knows which learner produced them. `fit` calls
@@ -18,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
     import numpy as np
@@ -49,6 +55,19 @@ class FitHistory:
 
 
 FitCallback = Callable[[FitProgress], None]
+
+LearnerInputs = Literal["pixels", "embeddings"]  # what a learner's x is (Learner.inputs)
+
+
+@dataclass(frozen=True)
+class PoolView:
+    """The whole pool in the learner's input kind (pixels (N, C, S, S) or embeddings (N, D)).
+
+    train_index (L,) long: row i of fit's x is pool row train_index[i]; None when the training
+    rows are not among the pool's rows (a learner that needs them in its graph adds them)."""
+
+    inputs: Tensor
+    train_index: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -88,19 +107,30 @@ class FittedModel(Protocol):
 class LearnerFit:
     model: FittedModel
     history: FitHistory  # per-member training curves (M lists)
+    # (M, N_pool, K): the PoolView's probabilities when fitting produced them (a transductive
+    # learner's own predictions for its graph's nodes); None: predict the pool with the model.
+    pool_probs: Tensor | None = None
 
 
 class Learner(Protocol):
     """Builds a fresh model from labeled images, every round from scratch."""
 
     spec: LearnerSpec
+    inputs: LearnerInputs  # what `fit` and `predict_proba` take as x
 
     def planned_work(self, n_train: int) -> float:
         """Rough cost of `fit` on n_train images, in image forward passes (progress shares)."""
         ...
 
     def fit(
-        self, x: Tensor | np.ndarray, y: Tensor, *, progress: FitCallback | None = None
+        self,
+        x: Tensor | np.ndarray,
+        y: Tensor,
+        *,
+        progress: FitCallback | None = None,
+        pool: PoolView | None = None,
     ) -> LearnerFit:
-        """Train on x (N, C, S, S) uint8 and y (N,) class indices; `progress` may raise."""
+        """Train on x (L, ...) of the declared input kind and y (L,) class indices; `pool`, when
+        given, is the whole pool in the same kind (a learner may ignore it); `progress` may
+        raise."""
         ...

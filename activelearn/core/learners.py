@@ -23,10 +23,17 @@ def _cnn() -> Any:
     return CnnLearner
 
 
+def _embedding() -> Any:
+    from activelearn.core.embedding_fit import EmbeddingFitLearner  # torch: as above
+
+    return EmbeddingFitLearner
+
+
 # name -> a function returning the learner class (imported on first use: keeps torch out of
 # the settings validation and the UI, which only read the names).
 LEARNERS: dict[str, Callable[[], Any]] = {
     "cnn": _cnn,
+    "embedding": _embedding,  # heads on the representation stage's embeddings
 }
 
 
@@ -35,6 +42,11 @@ def learner_class(name: str) -> Any:
         return LEARNERS[name]()
     except KeyError:
         raise ValueError(f"unknown learner {name!r}; known: {', '.join(LEARNERS)}") from None
+
+
+def learner_inputs(name: str) -> str:
+    """What learner `name` consumes: "pixels" or "embeddings" (activelearn.core.learner)."""
+    return str(learner_class(name).inputs)
 
 
 def make_learner(name: str, spec: LearnerSpec) -> Learner:

@@ -5,8 +5,11 @@ both call `train_and_score`, so a simulated round is exactly a served round. The
 from the registry (activelearn.core.learners, the `learner` setting) and the strategy from
 activelearn.core.strategies (the `strategy` setting): nothing here branches on either name.
 
-Shapes: pixels (N, C, S, S) uint8, labels (N,) class indices; the learner's output, probs, is
-(M, N, K): M members, N images, K classes.
+Shapes: pixels (N, C, S, S) uint8, labels (N,) class indices, features (N, D) float32 (the
+representation stage's per-sample embeddings, optional); the learner's output, probs, is
+(M, N, K): M members, N images, K classes. A learner gets the inputs it declares
+(`Learner.inputs`: pixels or features) and the whole pool in that kind; a strategy gets the
+pool's features and which rows are labeled (core.strategies.PoolContext).
 """
 
 from __future__ import annotations
@@ -22,9 +25,9 @@ import torch
 from torch import Tensor
 
 from activelearn.core import acquisition, metrics
-from activelearn.core.learner import FitHistory, FitProgress, FittedModel, LearnerSpec
-from activelearn.core.learners import make_learner
-from activelearn.core.strategies import get_strategy
+from activelearn.core.learner import FitHistory, FitProgress, FittedModel, LearnerSpec, PoolView
+from activelearn.core.learners import learner_inputs, make_learner
+from activelearn.core.strategies import PoolContext, Strategy, get_strategy
 from activelearn.services.settings import ProjectSettings
 
 PREDICT_CHUNK = 1_024  # pool images per forward pass while scoring (progress granularity)
@@ -40,6 +43,12 @@ SAVING_SHARE = 0.05
 
 class RoundFailed(Exception):
     """A round cannot run, with a plain reason for the person who asked for it."""
+
+
+NO_FEATURES = (
+    "the representation stage has not finished yet for this project: {what} needs the "
+    "samples' embeddings (learner 'cnn' with a probability strategy works meanwhile)"
+)
 
 
 @dataclass(frozen=True)
@@ -84,6 +93,17 @@ class PoolScoreTable:
     member_predictions: Tensor  # (M, N) long
     priority: Tensor  # (N,) float64, higher = served first; LABELED_PRIORITY when not rankable
     rank: Tensor  # (N,) long, 1-based among rankable samples; 0 when not rankable
+    reasons: dict[int, str] = field(default_factory=dict)  # row -> "why this sample" (chosen)
+
+
+@dataclass(frozen=True)
+class PoolRanking:
+    """Serving order of N pool rows: priority (N,) float64, rank (N,) long (1-based among the
+    rankable rows, 0 for the others) and a "why this sample" per chosen row where known."""
+
+    priority: Tensor
+    rank: Tensor
+    reasons: dict[int, str]
 
 
 @dataclass(frozen=True)
@@ -206,6 +226,65 @@ def evaluate_probs(
 # ---------------------------------------------------------------- scoring and selection
 
 
+def needs_features(settings: ProjectSettings) -> bool:
+    """Whether a round with these settings reads the samples' embeddings (its learner consumes
+    them or its strategy clusters them); unknown names fail later, with their own message."""
+    try:
+        return (
+            learner_inputs(settings.learner) == "embeddings"
+            or get_strategy(settings.strategy).needs_features
+        )
+    except ValueError:
+        return False
+
+
+def _strategy(name: str) -> Strategy:
+    try:
+        return get_strategy(name)
+    except ValueError as error:
+        raise RoundFailed(str(error)) from None
+
+
+def rank_pool(
+    probs: Tensor | None,
+    *,
+    strategy: str,
+    acquisition_batch: int,
+    n_pool: int,
+    n_classes: int,
+    rankable: Tensor | None = None,
+    features: Tensor | np.ndarray | None = None,
+    seed: int = 0,
+    generator: torch.Generator | None = None,
+) -> PoolRanking:
+    """Serving order of n_pool rows by `strategy` from probs (M, N, C), or None before the first
+    model (the cold start: feature strategies cluster, probability strategies draw at random).
+
+    Only `rankable` rows (default: all) get a rank; the rest (the labeled rows) get
+    LABELED_PRIORITY but still inform a feature strategy (clusters they cover).
+    """
+    chosen_strategy = _strategy(strategy)
+    mask = torch.ones(n_pool, dtype=torch.bool) if rankable is None else rankable.to(torch.bool)
+    if chosen_strategy.needs_features and features is None:
+        raise RoundFailed(NO_FEATURES.format(what=f"strategy {strategy!r}"))
+    context = PoolContext(
+        rankable=mask,
+        n_classes=n_classes,
+        features=None if features is None else torch.as_tensor(np.asarray(features)),
+        seed=seed,
+    )
+    ranking = chosen_strategy.rank(probs, acquisition_batch, context=context, generator=generator)
+    priority = torch.full((n_pool,), LABELED_PRIORITY, dtype=torch.float64)
+    positions = torch.nonzero(mask).flatten()  # (R,) indices of rankable samples
+    rank = torch.zeros(n_pool, dtype=torch.long)
+    if len(positions) > 0:
+        priority[positions] = ranking.priority[positions]
+        order = torch.sort(priority[positions], descending=True, stable=True).indices
+        rank[positions[order]] = torch.arange(1, len(positions) + 1)
+    reasons = {i: text for i, text in ranking.reasons.items() if bool(mask[i])}
+    return PoolRanking(priority=priority, rank=rank, reasons=reasons)
+
+
 def score_pool(
     probs: Tensor,
     *,
@@ -213,28 +292,29 @@ def score_pool(
     acquisition_batch: int,
     rankable: Tensor | None = None,
     generator: torch.Generator | None = None,
+    features: Tensor | np.ndarray | None = None,
+    seed: int = 0,
 ) -> PoolScoreTable:
     """Scores and serving priority of pool samples from member probabilities (M, N, C).
 
     Only `rankable` samples (default: all) get a rank; the rest get LABELED_PRIORITY. The
     strategy (activelearn.core.strategies) gives the rankable samples their priority; a
-    batch-aware one puts its chosen `acquisition_batch` samples above everything.
+    batch-aware one puts its chosen `acquisition_batch` samples above everything. `features`
+    (N, D): the pool's embeddings, for the strategies that cluster them.
     """
-    _members, n, _c = probs.shape
-    mask = torch.ones(n, dtype=torch.bool) if rankable is None else rankable.to(torch.bool)
+    _members, n, c = probs.shape
     summary = acquisition.uncertainty_summary(probs)  # float64, (N,) each
-    try:
-        chosen_strategy = get_strategy(strategy)
-    except ValueError as error:
-        raise RoundFailed(str(error)) from None
-    priority = torch.full((n,), LABELED_PRIORITY, dtype=torch.float64)
-    positions = torch.nonzero(mask).flatten()  # (R,) indices of rankable samples
-    rank = torch.zeros(n, dtype=torch.long)
-    if len(positions) > 0:
-        sub = probs[:, positions, :]  # (M, R, C)
-        priority[positions] = chosen_strategy.priority(sub, acquisition_batch, generator)
-        order = torch.sort(priority[positions], descending=True, stable=True).indices
-        rank[positions[order]] = torch.arange(1, len(positions) + 1)
+    ranking = rank_pool(
+        probs,
+        strategy=strategy,
+        acquisition_batch=acquisition_batch,
+        n_pool=n,
+        n_classes=c,
+        rankable=rankable,
+        features=features,
+        seed=seed,
+        generator=generator,
+    )
     return PoolScoreTable(
         mutual_information=summary["mutual_information"],
         predictive_entropy=summary["predictive_entropy"],
@@ -245,8 +325,9 @@ def score_pool(
         confidence=summary["confidence"],
         mean_probs=summary["mean_probs"],
         member_predictions=probs.argmax(-1),
-        priority=priority,
-        rank=rank,
+        priority=ranking.priority,
+        rank=ranking.rank,
+        reasons=ranking.reasons,
     )
 
 
@@ -288,13 +369,21 @@ def train_and_score(
     device: str = "auto",
     seed: int | None = None,
     progress: ProgressCallback | None = None,
+    train_features: np.ndarray | Tensor | None = None,
+    pool_features: np.ndarray | Tensor | None = None,
+    eval_features: np.ndarray | Tensor | None = None,
+    train_pool_index: np.ndarray | Tensor | None = None,
 ) -> TrainResult:
     """Train the project's learner from scratch, evaluate it on the eval set, score the pool
     and rank it by the project's strategy.
 
-    Pixels are uint8 (N, C, S, S); labels are class indices (N,). `seed` overrides
-    settings.seed (the simulation varies it per repeat). Exceptions raised by `progress`
-    propagate (that is how a round is cancelled).
+    Pixels are uint8 (N, C, S, S); labels are class indices (N,); features (N, D) are the same
+    rows' embeddings, needed when the learner consumes them or the strategy clusters them
+    (RoundFailed, one line, when they are needed and missing). `train_pool_index` (L,): where
+    the training rows sit among the pool's rows when the pool holds them too (the round
+    runner's layout; they are then not rankable); None: the pool holds other samples only.
+    `seed` overrides settings.seed (the simulation varies it per repeat). Exceptions raised by
+    `progress` propagate (that is how a round is cancelled).
     """
     report = progress or (lambda _update: None)
     timings: dict[str, float] = {}
@@ -312,6 +401,20 @@ def train_and_score(
     learner = make_learner(settings.learner, spec)
     n_pool = int(pool_pixels.shape[0])
     n_eval = 0 if eval_pixels is None else int(eval_pixels.shape[0])
+    # The learner's own kind of input for every set (never a branch on the learner's name).
+    by_kind = {
+        "pixels": (train_pixels, pool_pixels, eval_pixels),
+        "embeddings": (train_features, pool_features, eval_features),
+    }
+    if learner.inputs not in by_kind:
+        raise RoundFailed(f"learner {settings.learner!r} takes unknown inputs {learner.inputs!r}")
+    train_x, pool_x, eval_x = by_kind[learner.inputs]
+    wanted = [train_x] + [pool_x] * (n_pool > 0) + [eval_x] * (n_eval > 0)
+    if any(x is None for x in wanted):
+        raise RoundFailed(NO_FEATURES.format(what=f"learner {settings.learner!r}"))
+    if n_pool > 0 and pool_features is None and _strategy(settings.strategy).needs_features:
+        # checked before training: minutes of training must not end in this message
+        raise RoundFailed(NO_FEATURES.format(what=f"strategy {settings.strategy!r}"))
     # Progress shares by rough cost, in image forward passes.
     train_work = learner.planned_work(len(labels))
     total_work = train_work + n_eval + n_pool
@@ -339,17 +442,21 @@ def train_and_score(
             )
         )
 
+    pool_view = None
+    if n_pool > 0:
+        index = None if train_pool_index is None else torch.as_tensor(np.asarray(train_pool_index))
+        pool_view = PoolView(inputs=torch.as_tensor(np.asarray(pool_x)), train_index=index)
     started = time.perf_counter()
-    fitted = learner.fit(train_pixels, labels, progress=on_fit)
+    fitted = learner.fit(train_x, labels, progress=on_fit, pool=pool_view)
     model = fitted.model
     timings["training"] = time.perf_counter() - started
 
     metrics: list[MemberMetrics] = []
-    if n_eval > 0 and eval_pixels is not None and eval_labels is not None:
+    if n_eval > 0 and eval_x is not None and eval_labels is not None:
         started = time.perf_counter()
         report(RoundProgress("evaluating", train_end, {"n_eval": n_eval}))
         y_eval = torch.as_tensor(np.asarray(eval_labels), dtype=torch.long)
-        probs = model.predict_proba(torch.as_tensor(np.asarray(eval_pixels)))  # (M, N, C)
+        probs = model.predict_proba(torch.as_tensor(np.asarray(eval_x)))  # (M, N, C)
         metrics.append(
             evaluate_probs(
                 probs.mean(0), y_eval, member=-1, sample_ids=eval_sample_ids, with_details=True
@@ -372,13 +479,17 @@ def train_and_score(
                 )
             )
 
-        probs = predict_in_chunks(model, pool_pixels, on_chunk=on_chunk)  # (M, N, C)
+        probs = fitted.pool_probs  # a transductive learner scored its pool while fitting
+        if probs is None:
+            probs = predict_in_chunks(model, pool_x, on_chunk=on_chunk)  # (M, N, C)
         pool = score_pool(
             probs,
             strategy=settings.strategy,
             acquisition_batch=settings.acquisition_batch,
             rankable=pool_rankable,
             generator=torch.Generator().manual_seed(spec.seed),
+            features=pool_features,
+            seed=spec.seed,
         )
         report(RoundProgress("scoring", 1 - SAVING_SHARE, {"scored": n_pool, "total": n_pool}))
         timings["scoring"] = time.perf_counter() - started

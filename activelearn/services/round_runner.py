@@ -24,7 +24,8 @@ from sqlalchemy import Engine
 from activelearn.clock import utcnow
 from activelearn.errors import NotEnoughLabels
 from activelearn.ingest.cache import TensorCache
-from activelearn.paths import checkpoint_dir, project_cache_dir
+from activelearn.ingest.embeddings import EmbeddingsMissing, EmbeddingStore
+from activelearn.paths import checkpoint_dir, embeddings_dir, project_cache_dir
 from activelearn.score_fields import SCORE_FIELDS
 from activelearn.services.cache_rebuild import load_pixels
 from activelearn.services.dashboard.pool import store_pool_summary
@@ -34,6 +35,7 @@ from activelearn.services.pipeline import (
     RoundFailed,
     RoundProgress,
     TrainResult,
+    needs_features,
     train_and_score,
 )
 from activelearn.services.rounds import check_enough_labels, discard_outputs
@@ -217,6 +219,31 @@ def _check_enough_labels(classes: list[str], train_labels: list[int]) -> None:
         raise RoundFailed(str(error)) from error
 
 
+def load_embeddings(data_dir: Path, project_id: int, sample_ids: list[int]) -> np.ndarray:
+    """(K,) sample ids -> (K, D) float32 embeddings, from the project's newest encoder version
+    in its EmbeddingStore (paths.embeddings_dir); RoundFailed (one line) when there are none
+    yet or they miss some of the samples."""
+    store = EmbeddingStore(embeddings_dir(data_dir, project_id))
+    # The store's glob also lists a write in progress (".<version>-*.npz"): published only.
+    versions = [v for v in store.versions() if not v.startswith(".")]
+    if not versions:
+        raise RoundFailed(
+            "the representation stage has not finished yet for this project: rounds with the "
+            "embedding learner or the typiclust/auto strategies start once it has (learner "
+            "'cnn' with a probability strategy works meanwhile)"
+        )
+    # The store publishes a version atomically (os.replace): the newest complete file is the
+    # current one, so rounds switch to new embeddings as soon as they exist.
+    newest = max(versions, key=lambda version: store.path(version).stat().st_mtime_ns)
+    try:
+        return store.load(newest, np.asarray(sample_ids, dtype=np.int64))
+    except EmbeddingsMissing as error:
+        raise RoundFailed(
+            f"the embeddings do not cover every sample yet (images imported after the "
+            f"representation stage ran?): {error}"
+        ) from error
+
+
 def _class_indices(rows: list[tuple[Any, ...]], classes: list[str]) -> tuple[list[int], list[int]]:
     """Positions of rows whose label is a known class, and those class indices."""
     index = {name: i for i, name in enumerate(classes)}
@@ -339,6 +366,19 @@ def _run_round(
             if eval_rows
             else None
         )
+        features: dict[str, Any] = {}
+        if needs_features(settings):  # the learner or the strategy reads embeddings
+            pool_features = load_embeddings(data_dir, snap.project_id, pool_ids)
+            features = {
+                "pool_features": pool_features,
+                "train_features": pool_features[len(snap.pool_open) :],
+                "eval_features": load_embeddings(
+                    data_dir, snap.project_id, [int(r[0]) for r in eval_rows]
+                )
+                if eval_rows
+                else None,
+                "train_pool_index": np.arange(len(snap.pool_open), len(pool_ids)),
+            }
         timings = {"loading": time.perf_counter() - started}
 
         result = train_and_score(
@@ -353,6 +393,7 @@ def _run_round(
             eval_sample_ids=[int(r[0]) for r in eval_rows],
             device=device,
             progress=monitor.update,
+            **features,
         )
         timings.update(result.timings)
         with_write_retry(

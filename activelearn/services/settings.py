@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
 from typing import Any
 
 from activelearn.core.learners import DEFAULT_LEARNER, LEARNERS
@@ -12,12 +14,19 @@ from activelearn.errors import InvalidSetting
 # Strategy and learner names come from their registries (both import without torch).
 KNOWN_STRATEGIES: tuple[str, ...] = tuple(STRATEGIES)
 KNOWN_LEARNERS: tuple[str, ...] = tuple(LEARNERS)
+# `backbone`: "ssl" (an encoder learned on the pool) or "torchvision:<architecture>" with local
+# weights (activelearn.core.representation.backbone; checked here without importing torch).
+SSL_BACKBONE = "ssl"
+TORCHVISION_BACKBONE = re.compile(r"^torchvision:[a-z][a-z0-9_]*$")
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt")
 
 
 @dataclass(frozen=True)
 class ProjectSettings:
     strategy: str = "bald"  # a name in activelearn.core.strategies.STRATEGIES
     learner: str = DEFAULT_LEARNER  # a name in activelearn.core.learners.LEARNERS
+    backbone: str = SSL_BACKBONE  # ssl | torchvision:<architecture> (the representation stage)
+    backbone_weights: str = ""  # local weights of a torchvision backbone (never downloaded)
     members: int = 5
     epochs: int = 20
     batch_size: int = 64
@@ -42,6 +51,7 @@ class ProjectSettings:
         if self.learner not in KNOWN_LEARNERS:
             known = ", ".join(KNOWN_LEARNERS)
             raise InvalidSetting(f"unknown learner {self.learner!r}; known: {known}")
+        self._validate_backbone()
         checks = [
             (1 <= self.members <= 64, "members must be between 1 and 64"),
             (1 <= self.epochs <= 1000, "epochs must be between 1 and 1000"),
@@ -57,6 +67,23 @@ class ProjectSettings:
             if not ok:
                 raise InvalidSetting(message)
         return self
+
+    def _validate_backbone(self) -> None:
+        if self.backbone == SSL_BACKBONE:
+            return
+        if not TORCHVISION_BACKBONE.match(self.backbone):
+            raise InvalidSetting(
+                f"backbone must be {SSL_BACKBONE!r} or 'torchvision:<architecture>' "
+                f"(e.g. torchvision:resnet18); got {self.backbone!r}"
+            )
+        weights = Path(self.backbone_weights)
+        if not self.backbone_weights or weights.suffix not in WEIGHT_SUFFIXES:
+            raise InvalidSetting(
+                "a torchvision backbone needs backbone_weights: a local .safetensors file "
+                "(or .pth/.pt, read with torch.load(weights_only=True)); nothing is downloaded"
+            )
+        if not weights.is_file():
+            raise InvalidSetting(f"backbone_weights file not found: {weights}")
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -21,7 +21,9 @@ LAZY_IMPORTS_ALLOWED = {
     ("activelearn.cli_rounds", "activelearn.services.worker_loop"),
     ("activelearn.cli_rounds", "activelearn.simulate"),
     ("activelearn.core.learners", "activelearn.core.cnn_learner"),
+    ("activelearn.core.learners", "activelearn.core.embedding_fit"),
     ("activelearn.core.strategies", "activelearn.core.acquisition"),
+    ("activelearn.core.strategies", "activelearn.core.typicality"),
 }
 
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from activelearn.core import acquisition as acq
-from activelearn.core.strategies import STRATEGIES, get_strategy
+from activelearn.core.strategies import STRATEGIES, PoolContext, get_strategy
 
 LN2 = math.log(2.0)
 
@@ -145,11 +145,18 @@ def test_bad_shapes_are_rejected() -> None:
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_every_strategy_returns_k_distinct_indices(strategy: str) -> None:
     probs = _probs(3, n=25)
-    picked = get_strategy(strategy).select(probs, 7, generator=torch.Generator().manual_seed(1))
+    chosen = get_strategy(strategy)
+    context = None
+    if chosen.needs_features:  # typiclust, auto: the pool's embeddings, nothing labeled yet
+        features = torch.randn(25, 6, generator=torch.Generator().manual_seed(5))
+        context = PoolContext(
+            rankable=torch.ones(25, dtype=torch.bool), n_classes=4, features=features
+        )
+    picked = chosen.select(probs, 7, generator=torch.Generator().manual_seed(1), context=context)
     assert picked.shape == (7,) and picked.dtype == torch.long
     assert len(set(picked.tolist())) == 7 and picked.max() < 25
-    assert get_strategy(strategy).select(probs, 100).shape == (25,)  # k is capped at N
-    assert get_strategy(strategy).select(probs, 0).shape == (0,)
+    assert chosen.select(probs, 100, context=context).shape == (25,)  # k is capped at N
+    assert chosen.select(probs, 0, context=context).shape == (0,)
 
 
 def test_top_k_orders_by_score_with_stable_ties() -> None:

@@ -13,7 +13,12 @@ from activelearn.core import acquisition as acq
 from activelearn.core import learners
 from activelearn.core.ensemble import Ensemble, EnsembleConfig
 from activelearn.core.learner import FitHistory, LearnerFit, LearnerSpec
-from activelearn.services.pipeline import predict_in_chunks, score_pool, train_and_score
+from activelearn.services.pipeline import (
+    RoundFailed,
+    predict_in_chunks,
+    score_pool,
+    train_and_score,
+)
 from activelearn.services.settings import ProjectSettings
 
 
@@ -91,6 +96,7 @@ class PriorModel:
 
 class PriorLearner:
     name = "prior"
+    inputs = "pixels"
 
     def __init__(self, spec: LearnerSpec) -> None:
         self.spec = spec
@@ -99,7 +105,7 @@ class PriorLearner:
     def planned_work(self, n_train: int) -> float:
         return float(n_train)
 
-    def fit(self, x, y, *, progress=None) -> LearnerFit:
+    def fit(self, x, y, *, progress=None, pool=None) -> LearnerFit:
         counts = torch.bincount(torch.as_tensor(y), minlength=self.spec.n_classes).double()
         history = FitHistory([[0.0], [0.0]], None, epochs_run=1, seconds=0.0, device="cpu")
         return LearnerFit(model=PriorModel(counts / counts.sum()), history=history)
@@ -156,3 +162,69 @@ def test_a_saved_cnn_loads_back_through_the_registry(ensemble: Ensemble, tmp_pat
         assert torch.equal(loaded.state_dict()[name], tensor), name
     pool = _pool(20)
     assert torch.equal(loaded.predict_proba(pool), ensemble.predict_proba(pool))
+
+
+def _clusters() -> tuple[Tensor, Tensor]:
+    """40 embeddings near e0 (class 0, rows 0-19) and e1 (class 1, rows 20-39)."""
+    gen = torch.Generator().manual_seed(0)
+    y = torch.arange(2).repeat_interleave(20)
+    x = torch.eye(3)[y] + 0.05 * torch.randn(40, 3, generator=gen)
+    return x, y
+
+
+def test_the_embedding_learner_and_auto_run_on_features_in_the_runners_layout() -> None:
+    # The round runner's layout: open rows first, the labeled rows last (not rankable).
+    x, y = _clusters()
+    labeled = torch.tensor([0, 20])
+    open_rows = torch.tensor([i for i in range(40) if i not in (0, 20)])
+    order = torch.cat([open_rows, labeled])
+    rankable = torch.zeros(40, dtype=torch.bool)
+    rankable[:38] = True
+    pixels = np.zeros((40, 1, 8, 8), dtype=np.uint8)  # not read by this learner
+    settings = ProjectSettings(learner="embedding", strategy="auto", members=3, image_size=8)
+    result = train_and_score(
+        train_pixels=pixels[:2],
+        train_labels=y[labeled].numpy(),
+        pool_pixels=pixels,
+        eval_pixels=pixels[:10],
+        eval_labels=y[:10].numpy(),
+        n_classes=2,
+        settings=settings,
+        pool_rankable=rankable,
+        device="cpu",
+        train_features=x[labeled],
+        pool_features=x[order],
+        eval_features=x[:10],
+        train_pool_index=torch.arange(38, 40),
+    )
+    assert result.pool is not None and result.metrics[0].accuracy == 1.0
+    assert torch.equal(result.pool.predicted_class, y[order])
+    assert result.pool.member_predictions.shape == (3, 40)
+    assert (result.pool.rank[38:] == 0).all() and sorted(result.pool.rank[:38].tolist()) == list(
+        range(1, 39)
+    )
+    # 2 labels < 3 per class: auto picks typical samples and says why, for open rows only;
+    # they are ranked 1..k (argsort: the two unranked labeled rows, rank 0, come first).
+    k = settings.acquisition_batch
+    assert len(result.pool.reasons) == k and all(i < 38 for i in result.pool.reasons)
+    assert all(text.startswith("most typical of") for text in result.pool.reasons.values())
+    assert set(result.pool.reasons) == set(torch.argsort(result.pool.rank)[2 : 2 + k].tolist())
+
+
+def test_a_round_that_needs_embeddings_without_them_fails_in_one_line() -> None:
+    pixels = np.zeros((4, 1, 8, 8), dtype=np.uint8)
+    common = dict(
+        train_pixels=pixels[:2],
+        train_labels=np.array([0, 1]),
+        pool_pixels=pixels,
+        eval_pixels=None,
+        eval_labels=None,
+        n_classes=2,
+        device="cpu",
+    )
+    for settings in (
+        ProjectSettings(learner="embedding", strategy="bald", image_size=8),
+        ProjectSettings(learner="cnn", strategy="typiclust", image_size=8, epochs=1),
+    ):
+        with pytest.raises(RoundFailed, match="the representation stage has not finished yet"):
+            train_and_score(settings=settings, **common)

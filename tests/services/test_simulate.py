@@ -6,11 +6,21 @@ import csv
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from activelearn.cli import main
 from activelearn.core.strategies import STRATEGIES
-from activelearn.simulate import CSV_COLUMNS, RoundRow, labels_to_reach
+from activelearn.simulate import (
+    CSV_COLUMNS,
+    LabeledImages,
+    Representation,
+    RoundRow,
+    SimulationConfig,
+    labels_to_reach,
+    simulate,
+)
 from tests.services.test_rounds import write_manifest
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -98,3 +108,47 @@ def test_simulate_for_a_project_feeds_its_dashboard(
         curve, files = dashboard.simulation_curve(ws.project("letters"))
     assert len(files) == 1 and curve is not None
     assert sorted(curve["n_labels"].tolist()) == [3, 6]
+
+
+def test_simulate_with_the_embedding_learner_from_zero_labels(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    # --init 0: the strategy picks the first batch with no model (auto/typiclust cluster the
+    # representation, bald draws at random); the representation is learned once for the run.
+    pool, test = manifests(tmp_path / "images")
+    out = tmp_path / "results.csv"
+    code = main(
+        [
+            "simulate", "--manifest", str(pool), "--test", str(test),
+            "--learner", "embedding", "--strategy", "auto", "--strategy", "typiclust",
+            "--strategy", "bald", "--init", "0", "--batch", "3", "--budget", "9",
+            "--members", "2", "--repeats", "1", "--ssl-epochs", "1", "--image-size", "12",
+            "--out", str(out),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    with out.open() as handle:
+        rows = list(csv.DictReader(handle))
+    for strategy in ("auto", "typiclust", "bald"):
+        mine = [r for r in rows if r["strategy"] == strategy]
+        assert [int(r["n_labels"]) for r in mine] == [3, 6, 9]  # the first model has 3 labels
+        assert all(0.0 <= float(r["test_accuracy"]) <= 1.0 for r in mine)
+    printed = capsys.readouterr().out
+    assert printed.count("representation: epoch 1/1") == 1  # once for 3 strategies
+    # Three well-separated classes and 3 labels each picked from the clusters: auto covers them.
+    assert float(next(r for r in rows if r["strategy"] == "auto")["test_accuracy"]) > 0.5
+
+
+def test_the_cold_start_pick_of_typiclust_covers_every_cluster():
+    # Features that are the classes' axes: TypiClust's first 3 picks are one per class.
+    labels = np.repeat(np.arange(3), 10)
+    features = torch.eye(3)[labels] + 0.01 * torch.randn(30, 3, generator=torch.Generator())
+    pixels = np.zeros((30, 1, 8, 8), dtype=np.uint8)
+    pool = LabeledImages(pixels, labels, list("abc"))
+    config = SimulationConfig(
+        strategies=("typiclust",), init=0, batch=3, budget=3, members=2, repeats=1,
+        learner="embedding",
+    )  # fmt: skip
+    rows = simulate(pool, pool, config, representation=Representation(pool=features, test=features))
+    assert len(rows) == 1 and rows[0].n_labels == 3
+    assert rows[0].test_accuracy == 1.0  # one label per cluster labels the whole pool right
