@@ -57,7 +57,7 @@ class Sample(Base):
     split: Mapped[str] = mapped_column(String(8), default="pool")  # pool | eval | test
     gold_label: Mapped[str | None] = mapped_column(String(200))
     # Denormalised current state, kept in step with annotations by the queries module.
-    status: Mapped[str] = mapped_column(String(8), default="open")  # open | labeled
+    status: Mapped[str] = mapped_column(String(8), default="open")  # open | labeled | rejected
     label: Mapped[str | None] = mapped_column(String(200))
     skip_count: Mapped[int] = mapped_column(Integer, default=0)
     random_key: Mapped[float] = mapped_column(Float)  # uniform [0, 1): the cold-start order
@@ -300,3 +300,21 @@ class AuditEntry(Base):
     project_id: Mapped[int | None] = mapped_column(Integer)
     project_name: Mapped[str | None] = mapped_column(String(200))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Rejection(Base):
+    """A sample an annotator marked as not valid (broken, blank, off-topic), with an optional
+    reason. While a rejection is live (restored_at is NULL) the sample's status is `rejected`:
+    it leaves the queue, training, evaluation and scoring. A lead may restore it."""
+
+    __tablename__ = "rejections"
+    __table_args__ = (Index("ix_rejections_project", "project_id", "restored_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="CASCADE"))
+    annotator: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    restored_at: Mapped[datetime | None] = mapped_column(DateTime)
+    restored_by: Mapped[str | None] = mapped_column(String(200))
