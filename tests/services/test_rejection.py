@@ -77,7 +77,7 @@ def test_a_lead_restores_and_an_annotator_may_not(workspace: Workspace, tmp_path
     task = ana.next_task("ana")
     assert task is not None
     ana.reject(task.id, annotator="ana", reason="off-topic")
-    with pytest.raises(NotAllowed, match="needs a lead"):
+    with pytest.raises(NotAllowed, match="Only a lead may restore"):
         ana.restore_rejected(task.sample_id)
     lena.restore_rejected(task.sample_id)
     assert lena.status().n_rejected == 0 and lena.rejected().empty
