@@ -50,26 +50,27 @@ def test_a_far_away_point_gets_the_top_score() -> None:
     assert scores.entropy is None and scores.disagreement is None
 
 
-def test_with_predictions_the_score_averages_three_percentile_ranks() -> None:
+def test_with_predictions_the_score_averages_the_parts_percentile_ranks() -> None:
     labeled = _unit([0.0, 90.0])
     pool = _unit([10.0, 45.0, 80.0, 200.0])
     probs = torch.tensor(
         [
             [[0.9, 0.1], [0.6, 0.4], [0.1, 0.9], [0.5, 0.5]],
-            [[0.8, 0.2], [0.3, 0.7], [0.2, 0.8], [0.9, 0.1]],
+            [[0.8, 0.2], [0.3, 0.7], [0.2, 0.8], [0.5, 0.5]],
         ],
         dtype=torch.float64,
     )
-    scores = ood_scores(pool, labeled, probs=probs)
     # hand-computed ranks: kNN distances 1-cos(10°), 1-cos(45°), 1-cos(10°), 1-cos(110°)
     knn_rank = torch.tensor([1.5, 3.0, 1.5, 4.0], dtype=torch.float64) / 4
-    expected = (
-        knn_rank
-        + percentile_ranks(predictive_entropy(probs))
-        + percentile_ranks(mutual_information(probs))
-    ) / 3
-    assert torch.allclose(scores.score, expected)
-    assert int(scores.score.argmax()) == 3  # far from every label and disputed
+    # mean predictions (0.85, 0.15), (0.45, 0.55), (0.15, 0.85), (0.5, 0.5): entropy ranks
+    entropy_rank = torch.tensor([1.5, 3.0, 1.5, 4.0], dtype=torch.float64) / 4
+    scores = ood_scores(pool, labeled, probs=probs)
+    assert torch.allclose(scores.score, (knn_rank + entropy_rank) / 2)
+    assert scores.score[3] == 1.0  # far from every label, and no class fits it
+    every = ood_scores(pool, labeled, probs=probs, parts=("knn", "entropy", "disagreement"))
+    expected = (knn_rank + entropy_rank + percentile_ranks(mutual_information(probs))) / 3
+    assert torch.allclose(every.score, expected)
+    assert torch.allclose(every.entropy, predictive_entropy(probs))
 
 
 def test_auroc_counts_ordered_pairs() -> None:
@@ -82,5 +83,7 @@ def test_auroc_counts_ordered_pairs() -> None:
 def test_bad_inputs_are_refused() -> None:
     with pytest.raises(ValueError, match="probs must be"):
         ood_scores(_unit([0.0, 1.0]), _unit([0.0]), probs=torch.ones(2, 3, 2) / 2)
+    with pytest.raises(ValueError, match="subset"):
+        ood_scores(_unit([0.0, 1.0]), _unit([0.0]), parts=("vibes",))
     with pytest.raises(ValueError, match="k >= 1"):
         knn_distance(_unit([0.0]), _unit([0.0]), k=0)
