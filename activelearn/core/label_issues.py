@@ -110,7 +110,9 @@ def out_of_sample_probs(
     the learner also spreads the training folds' labels over the pool: a held-out node's own
     label is never a seed, so it is still judged out of sample. Rows of a label that is the only
     one of its class are NaN (no model could have learnt its class without it).
-    Default learner: the embedding learner's defaults (M = 5 heads).
+    Default learner: the embedding learner's defaults (M = 5 heads). Pass the pool: on the
+    demo (benchmarks/honesty.md, 300 labels, 5% flipped) the top 15 issues held 89% of the
+    planted errors with the pool graph and 72% with the heads alone.
     """
     x = torch.as_tensor(np.asarray(features), dtype=torch.float32)
     y = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
