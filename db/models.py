@@ -245,6 +245,11 @@ class SampleScore(Base):
     # What the queue orders by (higher first): the strategy's score, or a rank-derived value
     # for batch strategies.
     priority: Mapped[float] = mapped_column(Float)
+    # Honesty (services.honesty): open samples get an OOD score in (0, 1]; labeled ones an
+    # out-of-sample label-issue score in [0, 1] and the class their judges suggest instead.
+    ood_score: Mapped[float | None] = mapped_column(Float)
+    label_issue: Mapped[float | None] = mapped_column(Float)
+    suggested_class: Mapped[int | None] = mapped_column(Integer)
 
 
 # ---------------------------------------------------------------- people, log-in and the audit log

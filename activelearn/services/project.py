@@ -32,6 +32,7 @@ from activelearn.services import (
     task_queue,
     triggers,
 )
+from activelearn.services.dashboard import label_errors
 from activelearn.services.settings import ProjectSettings
 from activelearn.services.validation import validate_annotator, validate_classes
 from activelearn.types import ImportReport, LabelRecord, ProjectStatus, RoundInfo, Task
@@ -387,6 +388,11 @@ class Project:
     def restore_rejected(self, sample_id: int) -> None:
         """Leads: put a rejected sample back into the queue (or back to its label)."""
         rejection.restore(self, sample_id)
+
+    def label_issues(self, round_id: int | None = None) -> pd.DataFrame:
+        """Labels judged by models that never trained on them (latest round by default):
+        sample_id, label, suggested_label, score (higher = more likely wrong), annotator."""
+        return label_errors.label_issues(self, round_id)
 
     def rejected(self) -> pd.DataFrame:
         """Rejected samples: sample_id, path, split, annotator, reason, rejected_at."""
