@@ -104,12 +104,13 @@ POOL_SCORE_COLUMNS = (
     "variance",
     "confidence",
     "predicted_class",
+    "ood_score",
 )
 
 
 def pool_score_columns(session: Session, round_id: int) -> list[tuple[Any, ...]]:
     """(sample_id, mutual_information, predictive_entropy, expected_entropy, variance,
-    confidence, predicted_class) of a round's pool (its ranked rows), by sample id.
+    confidence, predicted_class, ood_score) of a round's pool (its ranked rows), by sample id.
 
     One narrow pass over the round: every pool chart (histograms, abstention, galleries,
     stability, the scatter sample) is computed from these columns. Measured on a 100,000-sample

@@ -28,6 +28,7 @@ from torch import Tensor
 from activelearn.core.acquisition import mutual_information, predictive_entropy
 from activelearn.core.knn_graph import nearest_neighbors
 from activelearn.core.metrics import auroc as _auroc
+from activelearn.score_fields import OOD_SCORE_MEANING
 
 __all__ = [
     "DEFAULT_OOD_PARTS",
@@ -42,11 +43,6 @@ __all__ = [
 
 OOD_PARTS = ("knn", "entropy", "disagreement")
 DEFAULT_OOD_PARTS = ("knn", "entropy")
-OOD_SCORE_MEANING = (
-    "ood_score (0 to 1, higher = more likely out of distribution) averages where the sample "
-    "ranks in the pool by its distance to the nearest labeled sample and by how unsure the "
-    "model is of its class."
-)
 
 
 @dataclass(frozen=True)

@@ -339,9 +339,31 @@ def test_pool_view_aggregates_match_numpy(fixture: DashboardFixture) -> None:
     assert data.abstention_at(view, 0.0) == (0.0, pytest.approx(float(confidence.mean())))
 
 
-def test_ood_gallery_is_high_entropy_among_high_disagreement(fixture: DashboardFixture) -> None:
+def test_ood_gallery_ranks_by_ood_score(fixture: DashboardFixture) -> None:
     view = data.pool_view(fixture.project, fixture.round_ids[1], None)
-    assert view.ood_mi_floor is not None
+    assert view.ood_source == "ood_score"
+    with read_session(fixture.project.engine) as session:
+        stored = sorted(
+            (
+                s.ood_score
+                for s in session.scalars(
+                    select(SampleScore).where(
+                        SampleScore.round_id == fixture.round_ids[1], SampleScore.rank.is_not(None)
+                    )
+                )
+            ),
+            reverse=True,
+        )
+    assert view.out_of_distribution["ood_score"].tolist() == stored[: data.GALLERY_SIZE]
+
+
+def test_ood_gallery_of_a_round_without_ood_scores_is_the_proxy(
+    fixture: DashboardFixture,
+) -> None:
+    with write_session(fixture.project.engine) as session:
+        session.execute(update(SampleScore).values(ood_score=None))
+    view = data.pool_view(fixture.project, fixture.round_ids[1], None)
+    assert view.ood_source == "proxy" and view.ood_mi_floor is not None
     assert (view.out_of_distribution["mutual_information"] >= view.ood_mi_floor).all()
     entropy = view.out_of_distribution["predictive_entropy"].tolist()
     assert entropy == sorted(entropy, reverse=True)
