@@ -86,3 +86,7 @@ class TaskNotCurrent(ActivelearnError):
 
 class NothingToRelabel(ActivelearnError):
     """A correction was asked for a sample that has no label to correct."""
+
+
+class InvalidReason(ActivelearnError):
+    """A rejection reason that cannot be stored (too long)."""

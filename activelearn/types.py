@@ -37,6 +37,7 @@ class SampleSplit(_StrEnum):
 class SampleStatus(_StrEnum):
     OPEN = "open"  # in the queue, no live label
     LABELED = "labeled"
+    REJECTED = "rejected"  # marked "not a valid sample": out of queue, training and scores
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ class ProjectStatus:
     current_round_id: int | None  # the round whose ranking is served
     pool_exhausted: bool
     extra: dict[str, Any] = field(default_factory=dict)
+    n_rejected: int = 0  # samples marked "not a valid sample" (any split), until restored
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ open pool sample and also scores the labeled pool samples, which it stores with 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -105,12 +104,13 @@ POOL_SCORE_COLUMNS = (
     "variance",
     "confidence",
     "predicted_class",
+    "ood_score",
 )
 
 
 def pool_score_columns(session: Session, round_id: int) -> list[tuple[Any, ...]]:
     """(sample_id, mutual_information, predictive_entropy, expected_entropy, variance,
-    confidence, predicted_class) of a round's pool (its ranked rows), by sample id.
+    confidence, predicted_class, ood_score) of a round's pool (its ranked rows), by sample id.
 
     One narrow pass over the round: every pool chart (histograms, abstention, galleries,
     stability, the scatter sample) is computed from these columns. Measured on a 100,000-sample
@@ -210,46 +210,36 @@ def delete_pool_summaries(session: Session, project_id: int) -> int:
     return int(result.rowcount or 0)
 
 
-def confident_labeled_rows(
-    session: Session,
-    round_id: int,
-    *,
-    min_confidence: float,
-    disagreeing_with: Sequence[str] | None = None,
+def judged_label_rows(
+    session: Session, round_id: int, *, watermark: int | None = None
 ) -> list[tuple[Any, ...]]:
-    """Labeled samples the round scored (rank NULL) with ensemble confidence >= min_confidence:
+    """Labeled samples the round judged out of sample (label_issue not NULL):
 
-    (sample_id, path, label, predicted_class, confidence, mean_probs, member_predictions).
-    The label is the sample's label now, so a label fixed since the round is judged as fixed.
-    With `disagreeing_with` (the project's classes, in order), only samples whose predicted
-    class is not their label: the wide JSON columns of the agreeing majority are not read.
+    (sample_id, path, label, suggested_class, label_issue, annotator of the live label).
+    With `watermark` (the round's last annotation id), only samples whose live label is still
+    the one the round judged: a label given or changed since is not judged yet.
     """
-    conditions = [
-        SampleScore.round_id == round_id,
-        SampleScore.rank.is_(None),
-        Sample.status == "labeled",
-        SampleScore.confidence >= min_confidence,
-    ]
-    if disagreeing_with:
-        label_index = case(
-            {name: index for index, name in enumerate(disagreeing_with)},
-            value=Sample.label,
-            else_=-1,
-        )
-        conditions.append(SampleScore.predicted_class != label_index)
     rows = session.execute(
         select(
             SampleScore.sample_id,
             Sample.path,
             Sample.label,
-            SampleScore.predicted_class,
-            SampleScore.confidence,
-            SampleScore.mean_probs,
-            SampleScore.member_predictions,
+            SampleScore.suggested_class,
+            SampleScore.label_issue,
+            Annotation.annotator,
         )
         .join(Sample, Sample.id == SampleScore.sample_id)
-        .where(*conditions)
-        .order_by(SampleScore.confidence.desc(), SampleScore.sample_id)
+        .outerjoin(
+            Annotation,
+            (Annotation.sample_id == Sample.id) & Annotation.superseded.is_(False),
+        )
+        .where(
+            SampleScore.round_id == round_id,
+            SampleScore.label_issue.is_not(None),
+            Sample.status == "labeled",
+            *([Annotation.id <= watermark] if watermark is not None else []),
+        )
+        .order_by(SampleScore.label_issue.desc(), SampleScore.sample_id)
     )
     return [tuple(row) for row in rows]
 
@@ -268,7 +258,7 @@ def scored_rows(session: Session, round_id: int) -> list[tuple[Any, ...]]:
 
     (sample_id, path, split, status, label, mutual_information, predictive_entropy,
     expected_entropy, variance, margin, confidence, priority, rank, predicted_class, mean_probs,
-    member_predictions).
+    member_predictions, ood_score, label_issue, suggested_class).
     """
     rows = session.execute(
         select(
@@ -288,6 +278,9 @@ def scored_rows(session: Session, round_id: int) -> list[tuple[Any, ...]]:
             SampleScore.predicted_class,
             SampleScore.mean_probs,
             SampleScore.member_predictions,
+            SampleScore.ood_score,
+            SampleScore.label_issue,
+            SampleScore.suggested_class,
         )
         .join(Sample, Sample.id == SampleScore.sample_id)
         .where(SampleScore.round_id == round_id)

@@ -57,7 +57,7 @@ class Sample(Base):
     split: Mapped[str] = mapped_column(String(8), default="pool")  # pool | eval | test
     gold_label: Mapped[str | None] = mapped_column(String(200))
     # Denormalised current state, kept in step with annotations by the queries module.
-    status: Mapped[str] = mapped_column(String(8), default="open")  # open | labeled
+    status: Mapped[str] = mapped_column(String(8), default="open")  # open | labeled | rejected
     label: Mapped[str | None] = mapped_column(String(200))
     skip_count: Mapped[int] = mapped_column(Integer, default=0)
     random_key: Mapped[float] = mapped_column(Float)  # uniform [0, 1): the cold-start order
@@ -245,6 +245,11 @@ class SampleScore(Base):
     # What the queue orders by (higher first): the strategy's score, or a rank-derived value
     # for batch strategies.
     priority: Mapped[float] = mapped_column(Float)
+    # Honesty (services.honesty): open samples get an OOD score in (0, 1]; labeled ones an
+    # out-of-sample label-issue score in [0, 1] and the class their judges suggest instead.
+    ood_score: Mapped[float | None] = mapped_column(Float)
+    label_issue: Mapped[float | None] = mapped_column(Float)
+    suggested_class: Mapped[int | None] = mapped_column(Integer)
 
 
 # ---------------------------------------------------------------- people, log-in and the audit log
@@ -300,3 +305,21 @@ class AuditEntry(Base):
     project_id: Mapped[int | None] = mapped_column(Integer)
     project_name: Mapped[str | None] = mapped_column(String(200))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Rejection(Base):
+    """A sample an annotator marked as not valid (broken, blank, off-topic), with an optional
+    reason. While a rejection is live (restored_at is NULL) the sample's status is `rejected`:
+    it leaves the queue, training, evaluation and scoring. A lead may restore it."""
+
+    __tablename__ = "rejections"
+    __table_args__ = (Index("ix_rejections_project", "project_id", "restored_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="CASCADE"))
+    annotator: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    restored_at: Mapped[datetime | None] = mapped_column(DateTime)
+    restored_by: Mapped[str | None] = mapped_column(String(200))

@@ -440,7 +440,11 @@ def refresh_sample_label(
         .order_by(Annotation.id.desc())
         .limit(1)
     )
-    values: dict[str, Any] = {"label": label, "status": "labeled" if label is not None else "open"}
+    # A live rejection outranks labels: the sample stays out until a lead restores it.
+    status = case(
+        (Sample.status == "rejected", "rejected"), else_="labeled" if label is not None else "open"
+    )
+    values: dict[str, Any] = {"label": label, "status": status}
     if make_eval:
         values["split"] = "eval"
     elif label is None:

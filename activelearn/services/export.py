@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 LABEL_COLUMNS = ["sample_id", "path", "label", "annotator", "labeled_at", "split"]
 SCORE_COLUMNS = [*SCORE_FIELDS, "priority"]
+HONESTY_COLUMNS = ("ood_score", "label_issue")  # empty where not computed
 PROBABILITY_PREFIX = "p_"  # p_<class name>: the ensemble's mean probability of that class
 CHECKPOINT_FILES = ("model.safetensors", "config.json")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp"}
@@ -199,8 +200,11 @@ def predictions_frame(project: Project, round_id: int | None = None) -> pd.DataF
     """Every sample the round scored (open and labeled pool samples) with every score.
 
     Columns: round_id, sample_id, path, split, status, label, rank (empty for samples that were
-    labeled at the time), predicted_class (name), SCORE_COLUMNS, p_<class> per class, and
-    member_predictions (a JSON list of each member's top class index).
+    labeled at the time), predicted_class (name), SCORE_COLUMNS, p_<class> per class,
+    member_predictions (a JSON list of each member's top class index), ood_score (open samples:
+    0 to 1, higher = more likely out of distribution; core.ood.OOD_SCORE_MEANING), and for
+    labeled samples label_issue (0 to 1, higher = the label is more likely wrong, judged by
+    models that never trained on it) and suggested_label.
     """
     with read_session(project.engine) as session:
         if round_id is None:
@@ -232,10 +236,7 @@ def predictions_frame(project: Project, round_id: int | None = None) -> pd.DataF
             "status": base["status"].astype(str),
             "label": base["label"].astype(object),
             "rank": base["rank"].astype("Int64"),
-            "predicted_class": [
-                classes[i] if 0 <= i < len(classes) else f"class {i}"
-                for i in base["predicted_index"].astype(int)
-            ],
+            "predicted_class": [_class(classes, i) for i in base["predicted_index"].astype(int)],
         }
     )
     for column in SCORE_COLUMNS:
@@ -248,7 +249,16 @@ def predictions_frame(project: Project, round_id: int | None = None) -> pd.DataF
     frame["member_predictions"] = [
         json.dumps([int(v) for v in r[15]]) if r[15] is not None else "" for r in rows
     ]
+    frame["ood_score"] = pd.Series([r[16] for r in rows], dtype="float64")
+    frame["label_issue"] = pd.Series([r[17] for r in rows], dtype="float64")
+    frame["suggested_label"] = pd.Series(
+        ["" if r[18] is None else _class(classes, int(r[18])) for r in rows], dtype=object
+    )
     return frame
+
+
+def _class(classes: list[str], index: int) -> str:
+    return classes[index] if 0 <= index < len(classes) else f"class {index}"
 
 
 @lead_export("predictions csv")
@@ -274,13 +284,15 @@ def read_predictions_csv(data: bytes | str | Path) -> pd.DataFrame:
             "label": object,
             "predicted_class": str,
             "member_predictions": str,
+            "suggested_label": str,
             "rank": "Int64",
         },
         keep_default_na=False,
-        na_values={"label": [""], "rank": [""]},
+        na_values={"label": [""], "rank": [""], "ood_score": [""], "label_issue": [""]},
     )
     for column in frame.columns:
-        if column in SCORE_COLUMNS or column.startswith(PROBABILITY_PREFIX):
+        numeric = column in HONESTY_COLUMNS or column in SCORE_COLUMNS
+        if numeric or column.startswith(PROBABILITY_PREFIX):
             frame[column] = pd.to_numeric(frame[column])
     return frame
 

@@ -11,11 +11,37 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from activelearn.errors import NotAllowed, TaskNotCurrent
+from activelearn.errors import NotAllowed, TaskNotCurrent, UnknownTask
+from activelearn.services import access
+from activelearn.services.settings import ProjectSettings
+from activelearn.services.validation import validate_annotator
 from db import people, queries
 from db.models import AcquisitionEntry, Annotation
 
 MAX_HISTORY = 10_000  # a bound on walking a label's replacements (never reached in practice)
+
+
+def check_annotator(
+    session: Session, *, project_id: int, user: str | None, annotator: str, action: str = "label"
+) -> str:
+    """The annotator's name, once the acting user may act as them and the project's annotator
+    list (when it has one) names them."""
+    name = validate_annotator(annotator)
+    access.check_acts_as(session, user, name, action)
+    row = queries.get_project_by_id(session, project_id)
+    allowed = ProjectSettings.from_json(row.settings if row else {}).allowed_annotators
+    if allowed and name not in allowed:
+        project = row.name if row else project_id
+        raise NotAllowed(f"{name!r} is not on the annotator list of project {project!r}")
+    return name
+
+
+def task_entry(session: Session, project_id: int, task_id: int) -> AcquisitionEntry:
+    """The task `task_id` of this project (UnknownTask otherwise)."""
+    entry = queries.get_task(session, int(task_id))
+    if entry is None or entry.project_id != project_id:
+        raise UnknownTask(f"no task {task_id} in this project")
+    return entry
 
 
 def may_act_for_others(session: Session, user: str | None) -> bool:
@@ -73,6 +99,7 @@ def stale_task(entry: AcquisitionEntry, *, annotator: str | None = None) -> Task
         "skipped": "it was skipped",
         "released": "it was given back",
         "labeled": "its label was withdrawn or replaced",
+        "rejected": "its sample was rejected as not valid",
     }.get(entry.outcome or "", "its hold expired and the sample went to someone else")
     return TaskNotCurrent(f"task {entry.id} is no longer current ({why}): ask for the next task")
 

@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session
 
 from activelearn.clock import utcnow
 from activelearn.errors import (
-    NotAllowed,
     NothingToRelabel,
     NothingToUndo,
     ProjectNotFound,
@@ -24,7 +23,16 @@ from activelearn.errors import (
     UnknownTask,
 )
 from activelearn.paths import project_cache_dir
-from activelearn.services import access, importing, labeling, rounds, task_queue, triggers
+from activelearn.services import (
+    access,
+    importing,
+    labeling,
+    rejection,
+    rounds,
+    task_queue,
+    triggers,
+)
+from activelearn.services.dashboard import label_errors
 from activelearn.services.settings import ProjectSettings
 from activelearn.services.validation import validate_annotator, validate_classes
 from activelearn.types import ImportReport, LabelRecord, ProjectStatus, RoundInfo, Task
@@ -134,12 +142,13 @@ class Project:
     # ------------------------------------------------------------ the queue
 
     def _check_annotator(self, session: Session, annotator: str, action: str = "label") -> str:
-        name = validate_annotator(annotator)
-        access.check_acts_as(session, self.workspace.user, name, action)
-        allowed = ProjectSettings.from_json(self._row(session).settings).allowed_annotators
-        if allowed and name not in allowed:
-            raise NotAllowed(f"{name!r} is not on the annotator list of project {self.name!r}")
-        return name
+        return labeling.check_annotator(
+            session,
+            project_id=self.id,
+            user=self.workspace.user,
+            annotator=annotator,
+            action=action,
+        )
 
     def next_task(self, annotator: str) -> Task | None:
         """Lease the most informative open sample to `annotator`; None when nothing is left.
@@ -371,6 +380,24 @@ class Project:
 
         with_write_retry(self.engine, work)
 
+    def reject(self, task_id: int, *, annotator: str, reason: str | None = None) -> None:
+        """Mark the sample of a held task as not a valid sample (key x on the label page): it
+        leaves the pool, training, evaluation and scores until a lead restores it."""
+        rejection.reject(self, task_id, annotator=annotator, reason=reason)
+
+    def restore_rejected(self, sample_id: int) -> None:
+        """Leads: put a rejected sample back into the queue (or back to its label)."""
+        rejection.restore(self, sample_id)
+
+    def label_issues(self, round_id: int | None = None) -> pd.DataFrame:
+        """Labels judged by models that never trained on them (latest round by default):
+        sample_id, label, suggested_label, score (higher = more likely wrong), annotator."""
+        return label_errors.label_issues(self, round_id)
+
+    def rejected(self) -> pd.DataFrame:
+        """Rejected samples: sample_id, path, split, annotator, reason, rejected_at."""
+        return rejection.rejected(self)
+
     def release(self, task_id: int, annotator: str) -> None:
         """Give a held task back without counting a skip (e.g. the annotator leaves)."""
 
@@ -517,6 +544,7 @@ class Project:
             labels_since_round=since,
             current_round_id=round_id,
             pool_exhausted=total() > 0 and unlabeled == 0,
+            n_rejected=total(status="rejected"),
         )
 
     # ------------------------------------------------------------ rounds (services.rounds)

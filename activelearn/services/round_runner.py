@@ -29,6 +29,7 @@ from activelearn.paths import checkpoint_dir, embeddings_dir, project_cache_dir
 from activelearn.score_fields import SCORE_FIELDS
 from activelearn.services.cache_rebuild import load_pixels
 from activelearn.services.dashboard.pool import store_pool_summary
+from activelearn.services.honesty import RoundHonesty, round_honesty, stored_columns
 from activelearn.services.pipeline import (
     SAVING_SHARE,
     PoolScoreTable,
@@ -396,6 +397,21 @@ def _run_round(
             **features,
         )
         timings.update(result.timings)
+        honesty_started = time.perf_counter()
+        judged = (
+            round_honesty(
+                pool_pixels=pool_pixels,
+                embeddings=None,
+                mean_probs=result.pool.mean_probs,
+                n_open=len(snap.pool_open),
+                labels=np.asarray(train_labels, dtype=np.int64),
+                n_classes=len(snap.classes),
+                seed=settings.seed,
+            )
+            if result.pool is not None
+            else None
+        )
+        timings["honesty"] = time.perf_counter() - honesty_started
         with_write_retry(
             engine,
             lambda s: round_queries.set_running_fields(
@@ -408,7 +424,7 @@ def _run_round(
         checkpoint = checkpoint_dir(data_dir, snap.project_id, round_id)
         result.model.save(checkpoint)
         _store_metrics(engine, round_id, result, snap.eval_source)
-        _store_scores(engine, round_id, pool_ids, result.pool, monitor)
+        _store_scores(engine, round_id, pool_ids, result.pool, judged, monitor)
         timings["saving"] = time.perf_counter() - saving_started
         timings["total"] = time.perf_counter() - started
         monitor.check()
@@ -548,6 +564,7 @@ def _store_scores(
     round_id: int,
     sample_ids: list[int],
     pool: PoolScoreTable | None,
+    judged: RoundHonesty | None,
     monitor: RoundMonitor,
 ) -> None:
     """sample_scores in chunks, each its own short write transaction (labels interleave)."""
@@ -556,6 +573,7 @@ def _store_scores(
     n = len(sample_ids)
     stored = (*SCORE_FIELDS, "predicted_class", "priority")
     columns = {name: getattr(pool, name).tolist() for name in stored}
+    columns.update(stored_columns(judged, n))
     names = list(columns)
     ranks = [rank or None for rank in pool.rank.tolist()]  # 0: not ranked
     mean_probs = pool.mean_probs.tolist()

@@ -197,6 +197,12 @@ def build_dashboard_project(
                     probs = np.full(len(CLASSES), 0.05)
                     probs[index] = 0.9
                     members_top = [index] * MEMBERS
+                # Out-of-sample judgement (services.honesty): the planted label is judged wrong.
+                issue, suggested = (None, None) if label is None else (0.02, CLASSES.index(label))
+                if sample_id == labeled[0]:
+                    issue, suggested = 0.97, 1
+                elif sample_id == labeled[2]:
+                    issue, suggested = 0.35, 1  # doubtful, under the flag line
                 entropy = float(-(probs * np.log(probs)).sum())
                 expected = entropy * float(rng.uniform(0.3, 0.9))
                 is_labeled = label is not None
@@ -217,6 +223,9 @@ def build_dashboard_project(
                         member_predictions=members_top,
                         rank=None if is_labeled else rank,
                         priority=entropy - expected,
+                        label_issue=issue,
+                        suggested_class=suggested,
+                        ood_score=None if is_labeled else float(rng.uniform(0, 1)),
                     )
                 )
     return DashboardFixture(
@@ -330,9 +339,31 @@ def test_pool_view_aggregates_match_numpy(fixture: DashboardFixture) -> None:
     assert data.abstention_at(view, 0.0) == (0.0, pytest.approx(float(confidence.mean())))
 
 
-def test_ood_gallery_is_high_entropy_among_high_disagreement(fixture: DashboardFixture) -> None:
+def test_ood_gallery_ranks_by_ood_score(fixture: DashboardFixture) -> None:
     view = data.pool_view(fixture.project, fixture.round_ids[1], None)
-    assert view.ood_mi_floor is not None
+    assert view.ood_source == "ood_score"
+    with read_session(fixture.project.engine) as session:
+        stored = sorted(
+            (
+                s.ood_score
+                for s in session.scalars(
+                    select(SampleScore).where(
+                        SampleScore.round_id == fixture.round_ids[1], SampleScore.rank.is_not(None)
+                    )
+                )
+            ),
+            reverse=True,
+        )
+    assert view.out_of_distribution["ood_score"].tolist() == stored[: data.GALLERY_SIZE]
+
+
+def test_ood_gallery_of_a_round_without_ood_scores_is_the_proxy(
+    fixture: DashboardFixture,
+) -> None:
+    with write_session(fixture.project.engine) as session:
+        session.execute(update(SampleScore).values(ood_score=None))
+    view = data.pool_view(fixture.project, fixture.round_ids[1], None)
+    assert view.ood_source == "proxy" and view.ood_mi_floor is not None
     assert (view.out_of_distribution["mutual_information"] >= view.ood_mi_floor).all()
     entropy = view.out_of_distribution["predictive_entropy"].tolist()
     assert entropy == sorted(entropy, reverse=True)
@@ -539,24 +570,32 @@ def test_label_error_finder_flags_the_planted_label_only(fixture: DashboardFixtu
     found = data.find_label_errors(fixture.project, fixture.round_ids[1])
     assert [e.sample_id for e in found] == [fixture.planted_error]
     error = found[0]
-    assert error.label == "cat" and error.predicted == "dog"
-    assert error.label_probability == pytest.approx(0.03)
-    assert error.member_predictions == ("dog", "dog")
+    assert error.label == "cat" and error.suggested == "dog"
+    assert error.score == pytest.approx(0.97) and error.label_probability == pytest.approx(0.03)
+    frame = fixture.project.label_issues(fixture.round_ids[1])
+    assert list(frame.columns) == ["sample_id", "label", "suggested_label", "score", "annotator"]
+    assert frame["sample_id"].iloc[0] == fixture.planted_error  # highest score first
+    assert frame["score"].is_monotonic_decreasing
+    assert set(frame["sample_id"]) == set(fixture.labeled)  # every label the round judged
+    assert frame["score"].iloc[1] == pytest.approx(0.35)  # the doubtful one next
 
 
-def test_flag_label_errors_rules() -> None:
+def test_rank_label_issues_rules() -> None:
     classes = ["a", "b", "c"]
     rows = [
-        (1, "p1", "a", 1, 0.94, [0.03, 0.94, 0.03], [1, 1, 1]),  # flagged
-        (2, "p2", "a", 1, 0.85, [0.12, 0.85, 0.03], [1, 1, 1]),  # label prob too high
-        (3, "p3", "a", 1, 0.94, [0.03, 0.94, 0.03], [1, 0, 1]),  # one member agrees
-        (4, "p4", "a", 2, 0.75, [0.05, 0.20, 0.75], [2, 2, 2]),  # not confident enough
-        (5, "p5", "b", 1, 0.94, [0.03, 0.94, 0.03], [1, 1, 1]),  # label is the prediction
-        (6, "p6", "zzz", 1, 0.94, [0.03, 0.94, 0.03], [1, 1, 1]),  # label no longer a class
-        (7, "p7", "c", 0, 0.99, [0.99, 0.005, 0.005], [0, 0, 0]),  # flagged, more suspicious
+        (1, "p1", "a", 1, 0.94, "ana"),  # flagged
+        (2, "p2", "a", 1, 0.45, "ana"),  # under the line
+        (3, "p3", "b", 1, 0.44, "bo"),  # under the line
+        (4, "p4", "zzz", 1, 0.94, "bo"),  # label no longer a class
+        (5, "p5", "c", 0, None, "bo"),  # not judged
+        (7, "p7", "c", 0, 0.99, None),  # flagged, more suspicious
     ]
-    found = data.flag_label_errors(rows, classes=classes)
-    assert [e.sample_id for e in found] == [7, 1]
+    found = data.rank_label_issues(rows, classes=classes, min_score=0.5)
+    assert [(e.sample_id, e.suggested, e.annotator) for e in found] == [
+        (7, "a", None),
+        (1, "b", "ana"),
+    ]
+    assert [e.sample_id for e in data.rank_label_issues(rows, classes=classes)] == [7, 1, 2, 3]
 
 
 def test_send_back_for_review_returns_the_sample_to_the_queue(fixture: DashboardFixture) -> None:

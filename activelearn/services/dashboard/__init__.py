@@ -2,7 +2,7 @@
 
 The heavy lifting is SQL aggregation in db.dashboard; this module turns rows into plain data for
 activelearn.ui.charts and holds the judgement calls, each documented where it is made:
-- which labeled samples are suspected label errors (`flag_label_errors`),
+- which labeled samples are suspected label errors (`rank_label_issues`, out of sample),
 - which pool samples are shown as possibly out of distribution (`pool_view`),
 - the stopping advice (`advise_stopping`).
 Sections: common (overview), curves, pool, evaluation, people, label_errors, stopping.
@@ -19,8 +19,7 @@ from activelearn.services.dashboard.common import (
     GALLERY_SIZE,
     HISTOGRAM_BINS,
     HISTOGRAM_SCORES,
-    LABEL_ERROR_MAX_LABEL_PROBABILITY,
-    LABEL_ERROR_MIN_CONFIDENCE,
+    LABEL_ISSUE_MIN_SCORE,
     METRICS,
     SCATTER_POINTS,
     SCATTER_TOP,
@@ -49,7 +48,8 @@ from activelearn.services.dashboard.evaluation import (
 from activelearn.services.dashboard.label_errors import (
     SuspectedLabelError,
     find_label_errors,
-    flag_label_errors,
+    label_issues,
+    rank_label_issues,
 )
 from activelearn.services.dashboard.people import (
     LabelStats,
@@ -82,8 +82,7 @@ __all__ = [
     "GALLERY_SIZE",
     "HISTOGRAM_BINS",
     "HISTOGRAM_SCORES",
-    "LABEL_ERROR_MAX_LABEL_PROBABILITY",
-    "LABEL_ERROR_MIN_CONFIDENCE",
+    "LABEL_ISSUE_MIN_SCORE",
     "METRICS",
     "METRIC_COLUMNS",
     "POINT_FIELDS",
@@ -110,7 +109,7 @@ __all__ = [
     "ece_over_rounds",
     "eval_accuracy_above",
     "find_label_errors",
-    "flag_label_errors",
+    "label_issues",
     "label_stats",
     "label_version",
     "learning_curves",
@@ -118,6 +117,7 @@ __all__ = [
     "pool_view",
     "pool_view_from_json",
     "pool_view_to_json",
+    "rank_label_issues",
     "round_details",
     "send_back_for_review",
     "simulation_curve",

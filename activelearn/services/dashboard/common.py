@@ -29,11 +29,9 @@ GALLERY_SIZE = 12
 SIMULATION_STRATEGY = "random"
 METRICS = ("accuracy", "nll", "ece")
 
-# Suspected label errors: EVERY member's top class differs from the given label, the ensemble
-# is confident in its own answer, and it gives the label itself little probability. All three
-# together keep honest ambiguity (members split, or a 50/50 mean) out of the list.
-LABEL_ERROR_MAX_LABEL_PROBABILITY = 0.1
-LABEL_ERROR_MIN_CONFIDENCE = 0.8
+# Suspected label errors: labels to which out-of-sample judges (K-fold heads that never trained
+# on them) give less than half their probability (services.honesty).
+LABEL_ISSUE_MIN_SCORE = 0.5
 
 
 # ---------------------------------------------------------------- rounds

@@ -1,107 +1,108 @@
-"""Dashboard section 7: labeled samples the ensemble confidently disagrees with."""
+"""Dashboard section 7: suspected label errors, judged out of sample.
+
+Each label of a round was judged by K-fold heads that never trained on it (services.honesty,
+core.label_issues; cleanlab's self-confidence ranking): `label_issue` = 1 - the probability
+those judges give the label. A model cannot judge labels it fit, so the round's own ensemble
+is not asked.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from activelearn.services.dashboard.common import (
-    LABEL_ERROR_MAX_LABEL_PROBABILITY,
-    LABEL_ERROR_MIN_CONFIDENCE,
-    check_round,
-)
+import pandas as pd
+
+from activelearn.services.dashboard.common import LABEL_ISSUE_MIN_SCORE, check_round
 from db import dashboard as dash_queries
 from db import queries
 from db.engine import read_session
+from db.models import Round
 
 if TYPE_CHECKING:
     from activelearn.services.workspace import Project
 
-
-# ---------------------------------------------------------------- 7. suspected label errors
+LABEL_ISSUE_COLUMNS = ["sample_id", "label", "suggested_label", "score", "annotator"]
 
 
 @dataclass(frozen=True)
 class SuspectedLabelError:
     sample_id: int
     path: str
-    label: str
-    predicted: str
-    label_probability: float  # the ensemble's mean probability of the given label
-    confidence: float  # the ensemble's probability of its own top class
-    member_predictions: tuple[str, ...]  # each member's top class
+    label: str  # the sample's label now
+    suggested: str  # the class the out-of-sample judges prefer
+    score: float  # in [0, 1]: 1 - their probability of the label; higher = more likely wrong
+    annotator: str | None  # who gave the live label
 
-
-def flag_label_errors(
-    rows: list[tuple[Any, ...]],
-    *,
-    classes: tuple[str, ...] | list[str],
-    max_label_probability: float = LABEL_ERROR_MAX_LABEL_PROBABILITY,
-    min_confidence: float = LABEL_ERROR_MIN_CONFIDENCE,
-) -> list[SuspectedLabelError]:
-    """The rows (from dash_queries.confident_labeled_rows) whose label every member rejects.
-
-    Flagged when: every member's top class differs from the label, the ensemble's mean
-    probability of the label is below max_label_probability, and its confidence in its own top
-    class is at least min_confidence. An in-loop stand-in for cross-validated label-error
-    detection (the members saw these labels in training, so a flag here means the rest of the
-    data outvoted the label, which is a strong hint). Most suspicious first.
-    """
-    index = {name: i for i, name in enumerate(classes)}
-    found: list[SuspectedLabelError] = []
-    for sample_id, path, label, predicted, confidence, mean_probs, member_preds in rows:
-        label_index = index.get(str(label))
-        if label_index is None or mean_probs is None or not member_preds:
-            continue
-        if float(confidence) < min_confidence or label_index >= len(mean_probs):
-            continue
-        label_probability = float(mean_probs[label_index])
-        if label_probability >= max_label_probability:
-            continue
-        if any(int(p) == label_index for p in member_preds):
-            continue
-        found.append(
-            SuspectedLabelError(
-                sample_id=int(sample_id),
-                path=str(path),
-                label=str(label),
-                predicted=_class_name(classes, int(predicted)),
-                label_probability=label_probability,
-                confidence=float(confidence),
-                member_predictions=tuple(_class_name(classes, int(p)) for p in member_preds),
-            )
-        )
-    found.sort(key=lambda e: (e.label_probability, -e.confidence, e.sample_id))
-    return found
+    @property
+    def label_probability(self) -> float:
+        return 1.0 - self.score
 
 
 def _class_name(classes: tuple[str, ...] | list[str], index: int) -> str:
     return classes[index] if 0 <= index < len(classes) else f"class {index}"
 
 
-def find_label_errors(
-    project: Project,
-    round_id: int,
-    *,
-    max_label_probability: float = LABEL_ERROR_MAX_LABEL_PROBABILITY,
-    min_confidence: float = LABEL_ERROR_MIN_CONFIDENCE,
+def rank_label_issues(
+    rows: list[tuple[Any, ...]], *, classes: tuple[str, ...] | list[str], min_score: float = 0.0
 ) -> list[SuspectedLabelError]:
-    """Labeled samples of the round whose current label every member confidently rejects."""
+    """Rows (sample_id, path, label, suggested_class, label_issue, annotator) -> the judged
+    labels with score >= min_score, highest first (a label no longer a class is left out)."""
+    found = []
+    for sample_id, path, label, suggested, score, annotator in rows:
+        if score is None or suggested is None or str(label) not in classes:
+            continue
+        if float(score) < min_score:
+            continue
+        found.append(
+            SuspectedLabelError(
+                sample_id=int(sample_id),
+                path=str(path),
+                label=str(label),
+                suggested=_class_name(classes, int(suggested)),
+                score=float(score),
+                annotator=None if annotator is None else str(annotator),
+            )
+        )
+    found.sort(key=lambda e: (-e.score, e.sample_id))
+    return found
+
+
+def _rows(project: Project, round_id: int) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
     with read_session(project.engine) as session:
         check_round(session, project, round_id)
-        project_row = queries.get_project_by_id(session, project.id)
-        classes = tuple(project_row.classes) if project_row is not None else ()
-        # A sample predicted as its own label has that label's probability >= its confidence,
-        # so it cannot be flagged while max_label_probability <= min_confidence: skip in SQL.
-        rows = dash_queries.confident_labeled_rows(
-            session,
-            round_id,
-            min_confidence=min_confidence,
-            disagreeing_with=classes if max_label_probability <= min_confidence else None,
+        row = queries.get_project_by_id(session, project.id)
+        classes = tuple(row.classes) if row is not None else ()
+        round_row = session.get(Round, round_id)
+        detail = (round_row.detail or {}) if round_row is not None else {}
+        watermark = detail.get("annotation_watermark")
+        rows = dash_queries.judged_label_rows(
+            session, round_id, watermark=None if watermark is None else int(watermark)
         )
-    return flag_label_errors(
-        rows,
-        classes=classes,
-        max_label_probability=max_label_probability,
-        min_confidence=min_confidence,
+        return classes, rows
+
+
+def find_label_errors(
+    project: Project, round_id: int, *, min_score: float = LABEL_ISSUE_MIN_SCORE
+) -> list[SuspectedLabelError]:
+    """The round's suspected label errors: judges that never saw the label give it less than
+    1 - min_score (default: under half) and prefer another class; most suspicious first."""
+    classes, rows = _rows(project, round_id)
+    found = rank_label_issues(rows, classes=classes, min_score=min_score)
+    return [e for e in found if e.suggested != e.label]
+
+
+def label_issues(project: Project, round_id: int | None = None) -> pd.DataFrame:
+    """Every judged label of the round (default: the latest succeeded one), highest score first:
+    columns sample_id, label, suggested_label, score, annotator. Empty before a round."""
+    if round_id is None:
+        with read_session(project.engine) as session:
+            round_id = queries.latest_succeeded_round_id(session, project.id)
+    if round_id is None:
+        return pd.DataFrame(columns=LABEL_ISSUE_COLUMNS)
+    classes, rows = _rows(project, round_id)
+    found = rank_label_issues(rows, classes=classes)
+    return pd.DataFrame(
+        [(e.sample_id, e.label, e.suggested, e.score, e.annotator) for e in found],
+        columns=LABEL_ISSUE_COLUMNS,
     )

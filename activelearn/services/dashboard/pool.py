@@ -53,6 +53,7 @@ POINT_FIELDS = (
     "variance",
     "predicted_class",
     "confidence",
+    "ood_score",  # NaN for rounds before the OOD score
 )
 _SCORE_ARRAYS = dash_queries.POOL_SCORE_COLUMNS  # the columns of pool_score_columns
 
@@ -67,9 +68,9 @@ class PoolView:
     # so a round always shows the same points) plus the SCATTER_TOP by mutual information
     points: pd.DataFrame
     top_mutual_information: pd.DataFrame  # the GALLERY_SIZE most informative (same columns)
-    # "Possibly out of distribution": the highest predictive entropy (total uncertainty) among
-    # samples whose mutual information is at least the pool's 90th percentile, i.e. the members
-    # disagree AND the mean prediction is flat. A proxy, not a detector: the UI says so.
+    # "Possibly out of distribution": the highest ood_score (services.honesty; ood_source
+    # "ood_score"). Rounds stored before it: the highest predictive entropy among samples whose
+    # mutual information is at least the pool's 90th percentile (ood_source "proxy").
     out_of_distribution: pd.DataFrame
     ood_mi_floor: float | None
     # Abstention on the pool by confidence threshold (CONFIDENCE_BINS + 1 thresholds 0..1)
@@ -88,6 +89,7 @@ class PoolView:
     confidence_counts: tuple[int, ...] = ()  # (CONFIDENCE_BINS,)
     confidence_sums: tuple[float, ...] = ()  # (CONFIDENCE_BINS,)
     informative_threshold: float | None = None
+    ood_source: str = "ood_score"  # what out_of_distribution is ranked by: ood_score | proxy
 
 
 def _score_arrays(session: Session, round_id: int) -> dict[str, np.ndarray]:
@@ -157,11 +159,17 @@ def _compute_pool_view(
     scatter = np.union1d(sampled, _top(mi, ids, SCATTER_TOP))
     top_mi = _top(mi, ids, GALLERY_SIZE)
     mi_floor = float(np.quantile(mi, 0.9, method="lower")) if n_pool else None
-    ood = (
-        _top(latest["predictive_entropy"], ids, GALLERY_SIZE, mask=mi >= mi_floor)
-        if mi_floor is not None
-        else np.array([], dtype=np.int64)
-    )
+    scored = np.isfinite(latest["ood_score"])
+    if scored.any():
+        ood_source = "ood_score"
+        ood = _top(np.nan_to_num(latest["ood_score"], nan=-1.0), ids, GALLERY_SIZE, mask=scored)
+    else:
+        ood_source = "proxy"
+        ood = (
+            _top(latest["predictive_entropy"], ids, GALLERY_SIZE, mask=mi >= mi_floor)
+            if mi_floor is not None
+            else np.array([], dtype=np.int64)
+        )
     wanted = np.unique(np.concatenate([scatter, top_mi, ood])).astype(np.int64)
     paths = dash_queries.sample_paths(session, [int(i) for i in ids[wanted]])
 
@@ -218,13 +226,14 @@ def _compute_pool_view(
         confidence_counts=bin_counts,
         confidence_sums=bin_sums,
         informative_threshold=informative_threshold,
+        ood_source=ood_source,
     )
 
 
 # A stored summary holds everything PoolView shows except the abstention curve, which is
 # recomputed from the confidence profile. Bump the version whenever what is stored, or how it is
 # computed (bins, scatter size, gallery rules), changes: older summaries are then recomputed.
-POOL_SUMMARY_VERSION = 1
+POOL_SUMMARY_VERSION = 2  # 2: ood_score column and gallery
 
 
 def _finite(value: float | None) -> float | None:
@@ -265,6 +274,7 @@ def pool_view_to_json(view: PoolView) -> dict[str, Any]:
         "informative_threshold": view.informative_threshold,
         "informative_share": _finite(view.informative_share),
         "stability": _finite(view.stability),
+        "ood_source": view.ood_source,
     }
 
 
@@ -303,6 +313,7 @@ def pool_view_from_json(
         confidence_counts=counts,
         confidence_sums=sums,
         informative_threshold=None if threshold is None else float(threshold),
+        ood_source=str(summary.get("ood_source", "proxy")),
     )
 
 

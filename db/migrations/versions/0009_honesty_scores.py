@@ -1,0 +1,29 @@
+"""sample_scores: an OOD score per open sample, an out-of-sample label-issue score and the
+suggested class per labeled sample
+
+Revision ID: 0009
+Revises: 0008
+Create Date: 2026-12-02
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0009"
+down_revision = "0008"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("sample_scores", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("ood_score", sa.Float(), nullable=True))
+        batch_op.add_column(sa.Column("label_issue", sa.Float(), nullable=True))
+        batch_op.add_column(sa.Column("suggested_class", sa.Integer(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("sample_scores", schema=None) as batch_op:
+        batch_op.drop_column("suggested_class")
+        batch_op.drop_column("label_issue")
+        batch_op.drop_column("ood_score")
