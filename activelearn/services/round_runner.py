@@ -26,19 +26,17 @@ from activelearn.errors import NotEnoughLabels
 from activelearn.ingest.cache import TensorCache
 from activelearn.ingest.embeddings import EmbeddingsMissing, EmbeddingStore
 from activelearn.paths import checkpoint_dir, embeddings_dir, project_cache_dir
-from activelearn.score_fields import SCORE_FIELDS
 from activelearn.services.cache_rebuild import load_pixels
 from activelearn.services.dashboard.pool import store_pool_summary
-from activelearn.services.honesty import RoundHonesty, round_honesty, stored_columns
+from activelearn.services.honesty import round_honesty
 from activelearn.services.pipeline import (
     SAVING_SHARE,
-    PoolScoreTable,
     RoundFailed,
     RoundProgress,
-    TrainResult,
     needs_features,
     train_and_score,
 )
+from activelearn.services.round_storage import store_metrics, store_scores
 from activelearn.services.rounds import check_enough_labels, discard_outputs
 from activelearn.services.settings import ProjectSettings
 from activelearn.types import RoundStatus, SampleSplit
@@ -49,7 +47,6 @@ from db.models import Round
 
 log = logging.getLogger("activelearn.worker")
 HEARTBEAT_S = 1.0  # progress and liveness writes; the reaper allows 30 s of silence
-SCORE_CHUNK_ROWS = 2_000  # sample_scores rows per write transaction: each commit takes milliseconds
 
 
 class RoundCancelled(Exception):
@@ -401,7 +398,7 @@ def _run_round(
         judged = (
             round_honesty(
                 pool_pixels=pool_pixels,
-                embeddings=None,
+                embeddings=features.get("pool_features"),
                 mean_probs=result.pool.mean_probs,
                 n_open=len(snap.pool_open),
                 labels=np.asarray(train_labels, dtype=np.int64),
@@ -423,8 +420,8 @@ def _run_round(
         monitor.update(RoundProgress("saving", 1 - SAVING_SHARE, {"saved": 0}))
         checkpoint = checkpoint_dir(data_dir, snap.project_id, round_id)
         result.model.save(checkpoint)
-        _store_metrics(engine, round_id, result, snap.eval_source)
-        _store_scores(engine, round_id, pool_ids, result.pool, judged, monitor)
+        store_metrics(engine, round_id, result, snap.eval_source)
+        store_scores(engine, round_id, pool_ids, result.pool, judged, monitor.update)
         timings["saving"] = time.perf_counter() - saving_started
         timings["total"] = time.perf_counter() - started
         monitor.check()
@@ -516,93 +513,3 @@ def _cleanup(engine: Engine, round_id: int, data_dir: Path) -> None:
         discard_outputs(engine, [round_id], data_dir=data_dir)
     except Exception:
         log.exception("could not remove the outputs of round %s", round_id)
-
-
-def _store_metrics(
-    engine: Engine, round_id: int, result: TrainResult, eval_source: str | None
-) -> None:
-
-    history = result.history
-    epochs = [
-        {
-            "round_id": round_id,
-            "member": member,
-            "epoch": epoch + 1,
-            "train_loss": float(loss),
-            "val_loss": float(history.val_loss[member][epoch]) if history.val_loss else None,
-        }
-        for member, losses in enumerate(history.train_loss)
-        for epoch, loss in enumerate(losses)
-    ]
-    metrics = [
-        {
-            "round_id": round_id,
-            "member": m.member,
-            "eval_source": eval_source or "none",
-            "n_eval": m.n_eval,
-            "accuracy": m.accuracy,
-            "accuracy_se": m.accuracy_se,
-            "nll": m.nll,
-            "nll_se": m.nll_se,
-            "brier": m.brier,
-            "brier_se": m.brier_se,
-            "ece": m.ece,
-            "details": m.details,
-        }
-        for m in result.metrics
-    ]
-
-    def work(session: Any) -> None:
-        round_queries.add_training_epochs(session, epochs)
-        round_queries.add_round_metrics(session, metrics)
-
-    with_write_retry(engine, work)
-
-
-def _store_scores(
-    engine: Engine,
-    round_id: int,
-    sample_ids: list[int],
-    pool: PoolScoreTable | None,
-    judged: RoundHonesty | None,
-    monitor: RoundMonitor,
-) -> None:
-    """sample_scores in chunks, each its own short write transaction (labels interleave)."""
-    if pool is None:
-        return
-    n = len(sample_ids)
-    stored = (*SCORE_FIELDS, "predicted_class", "priority")
-    columns = {name: getattr(pool, name).tolist() for name in stored}
-    columns.update(stored_columns(judged, n))
-    names = list(columns)
-    ranks = [rank or None for rank in pool.rank.tolist()]  # 0: not ranked
-    mean_probs = pool.mean_probs.tolist()
-    votes = pool.member_predictions.T.tolist()  # (N, M) python ints
-    for lo in range(0, n, SCORE_CHUNK_ROWS):
-        hi = min(lo + SCORE_CHUNK_ROWS, n)
-        monitor.update(
-            RoundProgress(
-                "saving",
-                1 - SAVING_SHARE + SAVING_SHARE * lo / max(n, 1),
-                {"saved": lo, "total": n},
-            )
-        )
-        rows = [
-            {
-                **dict(zip(names, values, strict=True)),
-                "rank": rank,
-                "round_id": round_id,
-                "sample_id": int(sample_id),
-                "mean_probs": [round(v, 4) for v in probs],
-                "member_predictions": vote,
-            }
-            for values, rank, sample_id, probs, vote in zip(
-                zip(*(column[lo:hi] for column in columns.values()), strict=True),
-                ranks[lo:hi],
-                sample_ids[lo:hi],
-                mean_probs[lo:hi],
-                votes[lo:hi],
-                strict=True,
-            )
-        ]
-        with_write_retry(engine, lambda s, rows=rows: round_queries.add_sample_scores(s, rows))
