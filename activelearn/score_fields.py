@@ -27,10 +27,3 @@ SCORE_FIELD_LIST: tuple[ScoreField, ...] = (
 )
 SCORE_FIELDS: tuple[str, ...] = tuple(field.name for field in SCORE_FIELD_LIST)
 SCORE_LABELS: dict[str, str] = {field.name: field.label for field in SCORE_FIELD_LIST}
-
-# The sentence the UI shows beside ood_score (activelearn.core.ood computes it).
-OOD_SCORE_MEANING = (
-    "ood_score (0 to 1, higher = more likely out of distribution) averages where the sample "
-    "ranks in the pool by its distance to the nearest labeled sample and by how unsure the "
-    "model is of its class."
-)

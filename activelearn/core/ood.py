@@ -28,7 +28,7 @@ from torch import Tensor
 from activelearn.core.acquisition import mutual_information, predictive_entropy
 from activelearn.core.knn_graph import nearest_neighbors
 from activelearn.core.metrics import auroc as _auroc
-from activelearn.score_fields import OOD_SCORE_MEANING
+from activelearn.core.ood_text import OOD_SCORE_MEANING
 
 __all__ = [
     "DEFAULT_OOD_PARTS",

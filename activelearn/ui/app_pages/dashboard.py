@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from activelearn import ActivelearnError, Project
-from activelearn.score_fields import OOD_SCORE_MEANING
+from activelearn.core.ood_text import OOD_SCORE_MEANING
 from activelearn.services import dashboard as data
 from activelearn.services import export
 from activelearn.ui import charts, components, state
