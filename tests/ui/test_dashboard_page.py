@@ -124,3 +124,19 @@ def test_dashboard_before_any_round(page_env: tuple[str, Path]) -> None:
     assert not at.exception, at.exception
     assert any("No training round has finished yet" in str(i.value) for i in at.info)
     assert at.get("plotly_chart") == [] or all("Confusion" not in t for t in _titles(at))
+
+
+def test_rejected_tab_lists_and_restores(built: DashboardFixture) -> None:
+    project = built.project
+    task = project.next_task("carl")
+    assert task is not None
+    project.reject(task.id, annotator="carl", reason="not a cat or a dog")
+    at = _run()
+    assert not at.exception, at.exception
+    assert "Rejected (1)" in [tab.label for tab in at.tabs]
+    assert any("not a cat or a dog" in str(m.value) for m in at.markdown)
+    at.button(key=f"restore_rejected_{task.sample_id}").click().run()
+    assert not at.exception, at.exception
+    assert any("back in the pool" in str(s.value) for s in at.success)
+    assert "Rejected (0)" in [tab.label for tab in at.tabs]
+    assert project.rejected().empty

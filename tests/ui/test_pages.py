@@ -381,3 +381,20 @@ def test_a_queued_round_always_gets_a_worker(
     monkeypatch.setattr(rounds, "ensure_worker", broken)
     problem = state.kick_worker(project.workspace)
     assert problem is not None and "no room to fork" in problem and "activelearn worker" in problem
+
+
+def test_not_a_valid_sample_takes_it_out_with_its_reason(
+    app_env: Workspace, project: Project
+) -> None:
+    at = signed_in("ana")
+    first = shown_task(at)
+    at.text_input(key=label_page.REASON_KEY).input("blank scan").run()
+    at.button(key="label_reject").click().run()
+    assert not at.exception, at.exception
+    assert shown_task(at).sample_id != first.sample_id
+    assert any("not a valid sample" in str(i.value) for i in at.info)
+    frame = project.rejected()
+    assert list(frame["sample_id"]) == [first.sample_id]
+    assert list(frame["reason"]) == ["blank scan"] and list(frame["annotator"]) == ["ana"]
+    assert at.text_input(key=label_page.REASON_KEY).value == ""  # the next one starts empty
+    assert project.labels().empty and project.status().n_rejected == 1

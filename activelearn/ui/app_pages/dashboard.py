@@ -18,6 +18,7 @@ from activelearn.core.ood_text import OOD_SCORE_MEANING
 from activelearn.services import dashboard as data
 from activelearn.services import export
 from activelearn.ui import charts, components, state
+from activelearn.ui.rejected import section_rejected
 
 THRESHOLD_KEY = "dashboard_threshold"
 SCATTER_KEY = "dashboard_scatter"
@@ -527,6 +528,8 @@ if latest is None:
     )
     st.header("Labels and people")
     section_labels(stats, None, classes)
+    st.header("Rejected samples")
+    section_rejected(project)
     st.header("Export")
     section_export(project, has_round=False)
     st.stop()
@@ -558,6 +561,7 @@ section_stopping(advice, curves.curves)
     tab_selective,
     tab_labels,
     tab_errors,
+    tab_rejected,
     tab_export,
 ) = st.tabs(
     [
@@ -567,6 +571,7 @@ section_stopping(advice, curves.curves)
         "Selective classification",
         "Labels and people",
         f"Suspected label errors ({len(label_errors)})",
+        f"Rejected ({project.status().n_rejected})",
         "Export",
     ]
 )
@@ -582,5 +587,7 @@ with tab_labels:
     section_labels(stats, details, classes)
 with tab_errors:
     section_label_errors(project, label_errors)
+with tab_rejected:
+    section_rejected(project)
 with tab_export:
     section_export(project, has_round=True)

@@ -17,6 +17,8 @@ FLASH_KEY = "label_flash"  # one-shot message from the last key press
 SHORTCUTS = [*"123456789", "0"]  # the first ten classes; more classes get buttons only
 SKIP_SHORTCUT = "S"
 UNDO_SHORTCUT = "U"
+REJECT_SHORTCUT = "X"
+REASON_KEY = "label_reject_reason"
 RECENT_LIMIT = 10
 
 
@@ -83,6 +85,18 @@ def on_skip(project: Project, annotator: str, task_id: int) -> None:
         project.skip(task_id, annotator=annotator)
     except ActivelearnError as error:
         _flash("error", str(error))
+    _forget_task()
+
+
+def on_reject(project: Project, annotator: str, task_id: int) -> None:
+    reason = st.session_state.get(REASON_KEY) or None
+    try:
+        project.reject(task_id, annotator=annotator, reason=reason)
+    except ActivelearnError as error:
+        _flash("error", str(error))
+    else:
+        st.session_state[REASON_KEY] = ""
+        _flash("info", "Marked as not a valid sample: it leaves the pool (a lead can restore it).")
     _forget_task()
 
 
@@ -236,6 +250,22 @@ def _buttons(project: Project, annotator: str, task: Task, classes: list[str]) -
             on_click=on_undo,
             args=(project, annotator),
         )
+        st.button(
+            "Not a valid sample",
+            key="label_reject",
+            icon=":material/block:",
+            shortcut=REJECT_SHORTCUT,
+            on_click=on_reject,
+            args=(project, annotator, task.id),
+            help="Broken, blank or off-topic: takes it out of the pool, training and scores",
+        )
+    with st.expander("Why not valid? (optional, before pressing X)"):
+        st.text_input(
+            "Reason",
+            key=REASON_KEY,
+            max_chars=500,
+            placeholder="e.g. blank, corrupt, not a digit",
+        )
 
 
 @st.fragment
@@ -274,7 +304,10 @@ def labeler(project: Project, annotator: str) -> None:
         st.caption(f"Sample {task.sample_id} · task {task.id}")
     with right:
         _buttons(project, annotator, task, classes)
-        st.caption("Press the key shown on a class to label, S to skip, U to undo your last label.")
+        st.caption(
+            "Press the key shown on a class to label, S to skip, X for not a valid sample, "
+            "U to undo your last label."
+        )
         _why_panel(task, classes)
     _recent_labels(project, annotator, classes)
 
