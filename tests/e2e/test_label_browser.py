@@ -70,3 +70,33 @@ def test_two_annotators_at_once(app_server: AppServer, browser: Any) -> None:
     assert Counter(both["annotator"]) == {"ana": 12, "bo": 12}
     # No sample was labeled by both: the queue never served one sample to two people.
     assert both["sample_id"].is_unique
+
+
+def test_x_rejects_and_typing_a_reason_labels_nothing(app_server: AppServer, browser: Any) -> None:
+    page = open_label_page(browser, app_server.url, "rex")
+    first = page.locator(IMAGE).get_attribute("src")
+    second = press_and_wait(page, "x")  # no reason: X alone rejects
+    assert second != first
+    page.get_by_text("Marked as not a valid sample").wait_for()
+    # A reason typed into its field: digits, s, u and x are text there, not shortcuts.
+    page.get_by_text("Why not valid?").click()
+    field = page.get_by_label("Reason")
+    field.fill("")
+    field.press_sequentially("x1 su 0")
+    field.press("Enter")
+    page.wait_for_timeout(500)
+    # Still the same sample (a rerun may briefly show the image twice: both are this one).
+    shown = page.eval_on_selector_all(IMAGE, "imgs => imgs.map(img => img.src)")
+    assert set(shown) == {second}
+    page.get_by_role("button", name="Not a valid sample").click()
+    page.wait_for_function(NEXT_IMAGE_JS, arg=second, polling="raf")
+    screenshot(page, "e2e-label-after-reject")
+    page.context.close()
+
+    with Workspace(app_server.db_url, data_dir=app_server.data_dir) as workspace:
+        project = workspace.project("demo")
+        rejected = project.rejected()
+        labels = project.labels()
+    mine = rejected[rejected["annotator"] == "rex"]
+    assert list(mine["reason"].fillna("")) == ["x1 su 0", ""]  # newest first
+    assert labels[labels["annotator"] == "rex"].empty

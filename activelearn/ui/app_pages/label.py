@@ -259,7 +259,7 @@ def _buttons(project: Project, annotator: str, task: Task, classes: list[str]) -
             args=(project, annotator, task.id),
             help="Broken, blank or off-topic: takes it out of the pool, training and scores",
         )
-    with st.expander("Why not valid? (optional, before pressing X)"):
+    with st.expander("Why not valid? (optional: type it, then click Not a valid sample)"):
         st.text_input(
             "Reason",
             key=REASON_KEY,
