@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
@@ -25,6 +26,7 @@ from activelearn.errors import (
 )
 from activelearn.paths import project_cache_dir
 from activelearn.services import access, importing, labeling, rounds, task_queue, triggers
+from activelearn.services import representation as ssl
 from activelearn.services.settings import ProjectSettings
 from activelearn.services.validation import validate_annotator, validate_classes
 from activelearn.types import ImportReport, LabelRecord, ProjectStatus, RoundInfo, Task
@@ -41,6 +43,7 @@ def _jsonable(value: Any) -> Any:
 
 if TYPE_CHECKING:
     from activelearn.services.workspace import Workspace
+    from activelearn.types import RepresentationInfo, RepresentationStatus
 
 
 class Project:
@@ -553,3 +556,31 @@ class Project:
         """The queued or running round, if any."""
 
         return rounds.active_round(self)
+
+    # ------------------------------------------------------------ representation (ssl)
+
+    def representation_status(self) -> RepresentationStatus:
+        """The embeddings served (newest succeeded job) and the newest job of any status."""
+        return ssl.representation_status(self)
+
+    def request_representation(self, *, requested_by: str | None = None) -> RepresentationInfo:
+        """Queue a representation job (leads only); returns the active one if there is one."""
+        with access.lead_action(
+            self.workspace, "request representation", "start representations", project=self
+        ) as log:
+            info = ssl.request_representation(self, requested_by=requested_by)
+            log["representation_id"] = info.id
+        return info
+
+    def cancel_representation(self, job_id: int | None = None) -> RepresentationInfo | None:
+        with access.lead_action(
+            self.workspace, "cancel representation", "cancel representations", project=self
+        ) as log:
+            info = ssl.cancel_representation(self, job_id)
+            log["representation_id"] = None if info is None else info.id
+        return info
+
+    def embeddings(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """((N,) sample ids, (N, D) float32) of the current encoder version, every split; None
+        before the first representation job succeeded."""
+        return ssl.embeddings(self)
