@@ -232,11 +232,17 @@ def stale_representations(
     return [(int(i), int(p), int(a)) for i, p, a in rows]
 
 
-def requeue_representation(session: Session, job_id: int, *, note: str) -> bool:
-    """Put a running job whose worker died back in the queue (its progress starts over)."""
+def requeue_representation(
+    session: Session, job_id: int, *, note: str, worker: str | None = None
+) -> bool:
+    """Put a running job (of `worker`, when given) back in the queue: its worker died or was
+    stopped. Its progress starts over."""
+    conditions = [Representation.id == job_id, Representation.status == "running"]
+    if worker is not None:
+        conditions.append(Representation.worker == worker)
     result = session.execute(
         update(Representation)
-        .where(Representation.id == job_id, Representation.status == "running")
+        .where(*conditions)
         .values(
             status="queued",
             phase="queued",

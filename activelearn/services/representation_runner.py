@@ -56,6 +56,7 @@ from db.models import Representation
 log = logging.getLogger("activelearn.worker")
 HEARTBEAT_S = 1.0
 PCA_COMPONENTS = 30  # pixel PCA joined to the SSL embedding (benchmarks/label_efficiency.md)
+FEATURE_CHUNK = 4096  # images embedded at once
 SEED = 0  # one encoder per pool; a new job on the same pool reproduces it (same device/threads)
 # Shares of the job's progress bar: loading, then training, then embedding and saving.
 LOADING_SHARE, TRAINING_SHARE = 0.05, 0.85
@@ -132,12 +133,17 @@ def compute_features(
 
     The one place that decides what a sample's stored features are: swap it here.
     """
-    ssl = embed_images(trained.encoder, images)  # (N, D_ssl)
     pool_images = images[pool]
     n_components = min(PCA_COMPONENTS, max(1, len(pool_images) - 1))
     pca = PixelPCA.fit(pool_images, n_components=n_components, seed=seed)
-    joined = join_features(ssl, pca.transform(images))  # (N, D_ssl + n_components)
-    return joined.numpy().astype(np.float32, copy=False)
+    # In chunks: the float copies of 100,000 RGB images would not fit in memory at once (rows
+    # are joined and normalised one by one, so chunking changes nothing).
+    parts = []
+    for lo in range(0, len(images), FEATURE_CHUNK):
+        chunk = images[lo : lo + FEATURE_CHUNK]
+        ssl = embed_images(trained.encoder, chunk)  # (n, D_ssl)
+        parts.append(join_features(ssl, pca.transform(chunk)).numpy())  # (n, D_ssl + n_comp)
+    return np.concatenate(parts).astype(np.float32, copy=False)
 
 
 # ---------------------------------------------------------------- heartbeat
@@ -304,6 +310,13 @@ def run_representation(
         )
         _remove(data_dir, project_id, job_id, attempt)
         raise
+    except SystemExit:
+        # The worker was told to stop (SIGTERM): not the job's fault, so it goes back in the
+        # queue for the next worker, without what this claim wrote.
+        monitor.stop()
+        _requeue(engine, job_id, worker, "the worker was stopped")
+        _remove(data_dir, project_id, job_id, attempt)
+        raise
     except BaseException as error:
         monitor.stop()
         log.exception("representation job %s failed", job_id)
@@ -442,6 +455,17 @@ def _remove(data_dir: Path, project_id: int | None, job_id: int, attempt: int | 
         remove_job_files(data_dir, project_id, job_id, attempt=attempt)
     except Exception:
         log.exception("could not remove the files of representation job %s", job_id)
+
+
+def _requeue(engine: Engine, job_id: int, worker: str, why: str) -> None:
+    try:
+        with_write_retry(
+            engine,
+            lambda s: rep_queries.requeue_representation(s, job_id, note=why, worker=worker),
+        )
+    except Exception:
+        log.exception("could not put representation job %s back in the queue", job_id)
+    log.info("representation job %s back in the queue: %s", job_id, why)
 
 
 def _finish_unsuccessful(engine: Engine, job_id: int, worker: str, status: str, error: str) -> None:

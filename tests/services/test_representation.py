@@ -23,6 +23,7 @@ from activelearn.errors import InvalidSetting
 from activelearn.ingest.cache import TensorCache
 from activelearn.ingest.embeddings import EmbeddingStore
 from activelearn.paths import embeddings_dir, encoder_file, project_cache_dir
+from activelearn.services import representation_runner as runner
 from activelearn.services.representation import MAX_ATTEMPTS, reap_stale_representations
 from activelearn.services.representation_runner import (
     claim_representation,
@@ -279,8 +280,11 @@ def test_versions_older_than_the_previous_one_are_pruned(
     assert encoder_file(ws.data_dir, project.id, versions[2]).is_file()
 
 
-def test_features_are_unit_rows_and_the_pca_is_fitted_on_the_pool_only():
-    """compute_features: changing a non-pool image never changes any pool row's features."""
+def test_features_are_unit_rows_and_the_pca_is_fitted_on_the_pool_only(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """compute_features: changing a non-pool image never changes any pool row's features, and
+    computing in chunks gives the same rows."""
     config_encoder = EncoderConfig(channels=1, image_size=12)
     trained = TrainedEncoder(
         encoder=Encoder(config_encoder, generator=torch.Generator().manual_seed(0)).eval(),
@@ -299,6 +303,8 @@ def test_features_are_unit_rows_and_the_pca_is_fitted_on_the_pool_only():
     assert not np.allclose(first[~pool], second[~pool])
     np.testing.assert_allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-5)
     assert first.shape == (20, config_encoder.embedding_dim + 14)
+    monkeypatch.setattr(runner, "FEATURE_CHUNK", 7)
+    np.testing.assert_allclose(compute_features(trained, images, pool=pool), first, atol=1e-6)
 
 
 def test_representation_settings_are_validated(sqlite_workspace: Workspace):

@@ -69,3 +69,24 @@ def test_sigkill_mid_job_then_a_new_worker_finishes_it(sqlite_workspace: Workspa
     ids, vectors = project.embeddings()
     assert len(ids) == 57 and vectors.shape[0] == 57  # pool and test, each embedded once
     assert sqlite_integrity_check(ws.engine) == "ok"
+
+
+@pytest.mark.slow
+def test_a_stopped_worker_puts_its_job_back_in_the_queue(
+    sqlite_workspace: Workspace, tmp_path: Path
+):
+    ws = sqlite_workspace
+    project = make_project(ws, tmp_path / "images", settings={"ssl_epochs": 1000})
+    job = project.representation_status().latest
+    worker = start_worker(ws)
+    try:
+        wait_for(lambda: job_row(ws, job.id).detail.get("epoch", 0) >= 1, timeout=120)
+        worker.send_signal(signal.SIGTERM)
+        output, _ = worker.communicate(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    row = job_row(ws, job.id)
+    assert row.status == "queued" and row.worker is None, output.decode()
+    assert row.detail == {"requeued": "the worker was stopped"} and row.attempts == 1
+    assert list(embeddings_dir(ws.data_dir, project.id).glob("*")) == []
