@@ -31,6 +31,8 @@ _EXPORTS: dict[str, str] = {
     "ImportReport": "activelearn.types",
     "LabelRecord": "activelearn.types",
     "ProjectStatus": "activelearn.types",
+    "RepresentationInfo": "activelearn.types",
+    "RepresentationStatus": "activelearn.types",
     "RoundInfo": "activelearn.types",
     "Task": "activelearn.types",
 }
@@ -54,7 +56,15 @@ if TYPE_CHECKING:
     )
     from activelearn.services.settings import ProjectSettings
     from activelearn.services.workspace import Project, Workspace
-    from activelearn.types import ImportReport, LabelRecord, ProjectStatus, RoundInfo, Task
+    from activelearn.types import (
+        ImportReport,
+        LabelRecord,
+        ProjectStatus,
+        RepresentationInfo,
+        RepresentationStatus,
+        RoundInfo,
+        Task,
+    )
 
 
 def __getattr__(name: str) -> Any:
@@ -86,6 +96,8 @@ __all__ = [
     "ProjectNotFound",
     "ProjectSettings",
     "ProjectStatus",
+    "RepresentationInfo",
+    "RepresentationStatus",
     "RoundInProgress",
     "RoundInfo",
     "Task",

@@ -135,6 +135,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"{row['eval']} audit, {row['test']} test; {row['labels_since_round']} labels since "
             f"the ranking was trained; rounds: {row['rounds']}"
             + (f"; active round {row['active_round']}" if row["active_round"] else "")
+            + f"; representation: {row['representation']}"
         )
     return 0
 
@@ -144,6 +145,7 @@ def _status_row(project: Project) -> dict[str, object]:
     rounds = project.rounds()
     active = project.active_round()
     return {
+        "representation": _representation_line(project),
         "project": project.name,
         "classes": project.classes,
         "pool": status.n_pool,
@@ -156,6 +158,18 @@ def _status_row(project: Project) -> dict[str, object]:
         "active_round": f"#{active.id} {active.status} ({active.phase})" if active else None,
         "pool_exhausted": status.pool_exhausted,
     }
+
+
+def _representation_line(project: Project) -> str:
+    """The embeddings served, and the newest job when it is not the one served."""
+    state = project.representation_status()
+    current, latest = state.current, state.latest
+    text = f"{current.version} ({current.n_embedded} samples)" if current else "none yet"
+    if latest is not None and (current is None or latest.id != current.id):
+        text += f", job #{latest.id} {latest.status} ({latest.phase} {latest.progress:.0%})"
+        if latest.error:
+            text += f": {latest.error}"
+    return text
 
 
 _FILE_EXPORTS = {

@@ -3,8 +3,9 @@
 data/
   activelearn.db                      the default SQLite database
   cache/project-P/                    decoded tensors of project P (ingest.cache)
-  embeddings/project-P/               per-sample embeddings of project P (ingest.embeddings)
   checkpoints/project-P/round-R/      a round's saved learner (safetensors + JSON)
+  embeddings/project-P/V.npz          sample embeddings of encoder version V (ingest.embeddings)
+  embeddings/project-P/V.encoder.safetensors   that version's encoder weights
   worker.pid, worker.log              the background worker's pid file and log
 """
 
@@ -53,6 +54,11 @@ def checkpoint_dir(data_dir: Path, project_id: int, round_id: int) -> Path:
 def round_checkpoint_dirs(data_dir: Path, round_id: int) -> list[Path]:
     """The checkpoint folders of a round, whatever its project (round ids are unique)."""
     return sorted(checkpoints_dir(data_dir).glob(f"project-*/round-{round_id}"))
+
+
+def encoder_file(data_dir: Path, project_id: int, version: str) -> Path:
+    """The weights of encoder `version` (beside its embeddings; safetensors, never pickle)."""
+    return embeddings_dir(data_dir, project_id) / f"{version}.encoder.safetensors"
 
 
 def pid_file(data_dir: Path) -> Path:

@@ -115,3 +115,38 @@ class RoundInfo:
     started_at: datetime | None
     heartbeat_at: datetime | None
     finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class RepresentationInfo:
+    """One representation job: a self-supervised encoder trained on the project's pool, and the
+    embeddings of every sample it produced (stored under the data folder, keyed by version)."""
+
+    id: int
+    status: str  # queued | running | succeeded | failed | cancelled
+    phase: str  # queued, loading, training, embedding, saving, done
+    progress: float  # 0..1 over the whole job
+    detail: dict[str, Any]  # epoch, epochs, loss, images_per_second, ...
+    version: str | None  # the encoder version its embeddings are stored under (once succeeded)
+    n_images: int  # pool images the encoder trained on (never test or eval samples)
+    n_embedded: int  # samples embedded: pool, eval and test
+    device: str | None
+    error: str | None
+    requested_by: str | None
+    created_at: datetime
+    started_at: datetime | None
+    heartbeat_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class RepresentationStatus:
+    """Where a project's representation stands: the job whose embeddings are served (the newest
+    succeeded one) and the newest job of any status (queued, running, or how the last ended)."""
+
+    current: RepresentationInfo | None  # None: no embeddings yet
+    latest: RepresentationInfo | None  # None: never requested
+
+    @property
+    def version(self) -> str | None:
+        return self.current.version if self.current is not None else None

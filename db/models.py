@@ -1,4 +1,5 @@
-"""SQLAlchemy 2.0 typed models: projects, samples, labels, leases, rounds, metrics, scores, log."""
+"""SQLAlchemy 2.0 typed models: projects, samples, labels, leases, rounds, metrics, scores,
+representation jobs, people and the audit log."""
 
 from __future__ import annotations
 
@@ -161,6 +162,46 @@ class Round(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     worker: Mapped[str | None] = mapped_column(String(200))  # host:pid of the claiming worker
     checkpoint: Mapped[str | None] = mapped_column(Text)
+    requested_by: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class Representation(Base):
+    """A representation job of a project: a self-supervised encoder trained on the pool, whose
+    embeddings of every sample are stored once under the data folder (not in SQL). Claimed,
+    heartbeated and flipped to succeeded like a round; readers use the newest succeeded one."""
+
+    __tablename__ = "representations"
+    __table_args__ = (
+        Index("ix_representations_project_status", "project_id", "status"),
+        # One queued-or-running representation job per project, enforced by the database.
+        Index(
+            "uq_representations_one_active",
+            "project_id",
+            unique=True,
+            sqlite_where=text("status IN ('queued', 'running')"),
+            postgresql_where=text("status IN ('queued', 'running')"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(12), default="queued")
+    phase: Mapped[str] = mapped_column(String(40), default="queued")
+    progress: Mapped[float] = mapped_column(Float, default=0.0)  # 0..1 over the whole job
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # epoch, loss, images/s
+    version: Mapped[str | None] = mapped_column(String(128))  # the embeddings' encoder version
+    n_images: Mapped[int] = mapped_column(Integer, default=0)  # pool images trained on
+    n_embedded: Mapped[int] = mapped_column(Integer, default=0)  # samples embedded (all splits)
+    path: Mapped[str | None] = mapped_column(Text)  # the embeddings file, once succeeded
+    device: Mapped[str | None] = mapped_column(String(40))
+    error: Mapped[str | None] = mapped_column(Text)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # claims, re-queues after a crash
+    worker: Mapped[str | None] = mapped_column(String(200))  # host:pid of the claiming worker
     requested_by: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime)
     started_at: Mapped[datetime | None] = mapped_column(DateTime)

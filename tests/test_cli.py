@@ -48,6 +48,8 @@ def test_import_status_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert main(["status", "--json", *_db(tmp_path)]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert rows[0]["project"] == "pets" and rows[0]["labeled"] == 5
+    # The import queued the project's representation job; no worker has run it yet.
+    assert rows[0]["representation"] == "none yet, job #1 queued (queued 0%)"
 
     out_file = tmp_path / "labels.jsonl"
     assert (

@@ -37,7 +37,7 @@ from activelearn.ingest.sources import (
     scan_source,
     scan_zip,
 )
-from activelearn.services import access
+from activelearn.services import access, representation
 from activelearn.services.settings import ProjectSettings
 from activelearn.types import ImportReport
 from db import queries
@@ -241,6 +241,9 @@ def _run(
                 )
             )
         _store(project, accepted, report, cache, rng, copy_files, pool_labels_are_gold)
+    if report.accepted:
+        # A new project's first representation, or a new one once the pool has grown enough.
+        representation.after_import(project)
     return report.freeze()
 
 

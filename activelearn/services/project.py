@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
@@ -32,13 +33,14 @@ from activelearn.services import (
     task_queue,
     triggers,
 )
+from activelearn.services import representation as ssl
 from activelearn.services.dashboard import label_errors
 from activelearn.services.settings import ProjectSettings
+from activelearn.services.status import project_status
 from activelearn.services.validation import validate_annotator, validate_classes
 from activelearn.types import ImportReport, LabelRecord, ProjectStatus, RoundInfo, Task
 from db import queries
 from db.engine import read_session, with_write_retry
-from db.models import Round
 
 T = TypeVar("T")
 
@@ -49,6 +51,7 @@ def _jsonable(value: Any) -> Any:
 
 if TYPE_CHECKING:
     from activelearn.services.workspace import Workspace
+    from activelearn.types import RepresentationInfo, RepresentationStatus
 
 
 class Project:
@@ -517,35 +520,8 @@ class Project:
         return frame.astype({"sample_id": "int64"})
 
     def status(self) -> ProjectStatus:
-        with read_session(self.engine) as session:
-            counts = queries.sample_counts(session, self.id)
-            round_id = queries.latest_succeeded_round_id(session, self.id)
-            watermark = 0
-            if round_id is not None:
-                round_row = session.get(Round, round_id)
-                watermark = int((round_row.detail or {}).get("annotation_watermark", 0))
-            since = queries.count_live_annotations(session, self.id, since_id=watermark)
-
-        def total(split: str | None = None, status: str | None = None) -> int:
-            return sum(
-                n
-                for (sp, st), n in counts.items()
-                if (split is None or sp == split) and (status is None or st == status)
-            )
-
-        unlabeled = total("pool", "open")
-        return ProjectStatus(
-            n_samples=total(),
-            n_pool=total("pool"),
-            n_unlabeled=unlabeled,
-            n_labeled=total("pool", "labeled"),
-            n_eval=total("eval", "labeled"),
-            n_test=total("test"),
-            labels_since_round=since,
-            current_round_id=round_id,
-            pool_exhausted=total() > 0 and unlabeled == 0,
-            n_rejected=total(status="rejected"),
-        )
+        """Sample counts by state, and how far the served ranking lags the labels."""
+        return project_status(self.engine, self.id)
 
     # ------------------------------------------------------------ rounds (services.rounds)
 
@@ -581,3 +557,31 @@ class Project:
         """The queued or running round, if any."""
 
         return rounds.active_round(self)
+
+    # ------------------------------------------------------------ representation (ssl)
+
+    def representation_status(self) -> RepresentationStatus:
+        """The embeddings served (newest succeeded job) and the newest job of any status."""
+        return ssl.representation_status(self)
+
+    def request_representation(self, *, requested_by: str | None = None) -> RepresentationInfo:
+        """Queue a representation job (leads only); returns the active one if there is one."""
+        with access.lead_action(
+            self.workspace, "request representation", "start representations", project=self
+        ) as log:
+            info = ssl.request_representation(self, requested_by=requested_by)
+            log["representation_id"] = info.id
+        return info
+
+    def cancel_representation(self, job_id: int | None = None) -> RepresentationInfo | None:
+        with access.lead_action(
+            self.workspace, "cancel representation", "cancel representations", project=self
+        ) as log:
+            info = ssl.cancel_representation(self, job_id)
+            log["representation_id"] = None if info is None else info.id
+        return info
+
+    def embeddings(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """((N,) sample ids, (N, D) float32) of the current encoder version, every split; None
+        before the first representation job succeeded."""
+        return ssl.embeddings(self)

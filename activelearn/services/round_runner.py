@@ -36,6 +36,7 @@ from activelearn.services.pipeline import (
     needs_features,
     train_and_score,
 )
+from activelearn.services.representation import current_embeddings
 from activelearn.services.round_storage import store_metrics, store_scores
 from activelearn.services.rounds import check_enough_labels, discard_outputs
 from activelearn.services.settings import ProjectSettings
@@ -217,24 +218,29 @@ def _check_enough_labels(classes: list[str], train_labels: list[int]) -> None:
         raise RoundFailed(str(error)) from error
 
 
-def load_embeddings(data_dir: Path, project_id: int, sample_ids: list[int]) -> np.ndarray:
-    """(K,) sample ids -> (K, D) float32 embeddings, from the project's newest encoder version
-    in its EmbeddingStore (paths.embeddings_dir); RoundFailed (one line) when there are none
-    yet or they miss some of the samples."""
+def load_embeddings(
+    engine: Engine, data_dir: Path, project_id: int, sample_ids: list[int]
+) -> np.ndarray:
+    """(K,) sample ids -> (K, D) float32 embeddings of the version the project serves: its
+    newest succeeded representation job's (the switch is that job's flip), else, for a store
+    filled outside the stage, its newest published file. RoundFailed (one line) when there are
+    none yet or they miss some of the samples."""
     store = EmbeddingStore(embeddings_dir(data_dir, project_id))
-    # The store's glob also lists a write in progress (".<version>-*.npz"): published only.
-    versions = [v for v in store.versions() if not v.startswith(".")]
-    if not versions:
-        raise RoundFailed(
-            "the representation stage has not finished yet for this project: rounds with the "
-            "embedding learner or the typiclust/auto strategies start once it has (learner "
-            "'cnn' with a probability strategy works meanwhile)"
-        )
-    # The store publishes a version atomically (os.replace): the newest complete file is the
-    # current one, so rounds switch to new embeddings as soon as they exist.
-    newest = max(versions, key=lambda version: store.path(version).stat().st_mtime_ns)
+    found = current_embeddings(engine, data_dir, project_id)
+    if found is not None:
+        version = found[0]
+    else:
+        # The store's glob also lists a write in progress (".<version>-*.npz"): published only.
+        versions = [v for v in store.versions() if not v.startswith(".")]
+        if not versions:
+            raise RoundFailed(
+                "the representation stage has not finished yet for this project: rounds with "
+                "the embedding learner or the typiclust/auto strategies start once it has "
+                "(learner 'cnn' with a probability strategy works meanwhile)"
+            )
+        version = max(versions, key=lambda v: store.path(v).stat().st_mtime_ns)
     try:
-        return store.load(newest, np.asarray(sample_ids, dtype=np.int64))
+        return store.load(version, np.asarray(sample_ids, dtype=np.int64))
     except EmbeddingsMissing as error:
         raise RoundFailed(
             f"the embeddings do not cover every sample yet (images imported after the "
@@ -366,7 +372,7 @@ def _run_round(
         )
         features: dict[str, Any] = {}
         if needs_features(settings):  # the learner or the strategy reads embeddings
-            pool_features = load_embeddings(data_dir, snap.project_id, pool_ids)
+            pool_features = load_embeddings(engine, data_dir, snap.project_id, pool_ids)
             features = {
                 "pool_features": pool_features,
                 "train_features": pool_features[len(snap.pool_open) :],

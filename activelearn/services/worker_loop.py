@@ -1,4 +1,9 @@
-"""The background worker's loop: reap stale rounds, claim a queued one, run it, repeat.
+"""The background worker's loop: reap stale rounds and representation jobs, claim a queued one,
+run it, repeat.
+
+Order: a project's representation job before its rounds when those rounds read the embeddings
+(the learner says so); otherwise rounds first (a CNN round need not wait minutes for an encoder
+it does not use) and representation jobs when no round is queued.
 
 The process entry point is activelearn.worker (`python -m activelearn.worker`, which nothing
 imports); `activelearn worker` and `activelearn train --wait` run this same loop. A worker serves
@@ -24,10 +29,13 @@ from sqlalchemy.engine import make_url
 
 from activelearn import paths
 from activelearn.services.dashboard import backfill_pool_summaries
+from activelearn.services.representation import reap_stale_representations
+from activelearn.services.representation_runner import claim_representation, run_representation
 from activelearn.services.round_runner import claim_round, run_round
 from activelearn.services.rounds import DEFAULT_HEARTBEAT_TIMEOUT_S, reap_stale_rounds
 from activelearn.services.workspace import Workspace, check_database_exists, resolve_data_dir
-from db.engine import default_url
+from db import rounds as round_queries
+from db.engine import default_url, read_session
 
 log = logging.getLogger("activelearn.worker")
 
@@ -40,12 +48,16 @@ def worker_name() -> str:
 class WorkerConfig:
     url: str
     data_dir: Path
-    once: bool = False  # run at most one round, then exit (also exits when nothing is queued)
+    # Run at most one round, then exit (also when nothing is queued); representation jobs met
+    # on the way are run too and do not count.
+    once: bool = False
     poll_s: float = 1.0
     heartbeat_timeout_s: float = DEFAULT_HEARTBEAT_TIMEOUT_S
     idle_exit_s: float | None = None  # exit after this long with nothing to do
     device: str = "auto"
-    round_id: int | None = None  # claim only this round (`activelearn train --wait`)
+    # Claim only this round (`activelearn train --wait`), after its project's representation job
+    # when the round reads embeddings; no other project's work.
+    round_id: int | None = None
 
 
 def run_worker(config: WorkerConfig) -> int:
@@ -56,6 +68,7 @@ def run_worker(config: WorkerConfig) -> int:
     idle_since = time.monotonic()
     log.info("worker %s serving %s", name, _safe_url(config.url))
     _backfill_summaries(workspace.engine)
+    only_project = _project_of_round(workspace.engine, config.round_id)
     try:
         while True:
             reap_stale_rounds(
@@ -63,7 +76,22 @@ def run_worker(config: WorkerConfig) -> int:
                 timeout_s=config.heartbeat_timeout_s,
                 data_dir=workspace.data_dir,
             )
+            reap_stale_representations(
+                workspace.engine,
+                timeout_s=config.heartbeat_timeout_s,
+                data_dir=workspace.data_dir,
+            )
+            if _run_one_representation(workspace, name, config, only_project, before_rounds=True):
+                idle_since = time.monotonic()
+                continue
             round_id = claim_round(workspace.engine, worker=name, round_id=config.round_id)
+            if (
+                round_id is None
+                and config.round_id is None
+                and _run_one_representation(workspace, name, config, None, before_rounds=False)
+            ):
+                idle_since = time.monotonic()
+                continue
             if round_id is None:
                 if config.once:
                     return ran
@@ -90,6 +118,36 @@ def run_worker(config: WorkerConfig) -> int:
                 return ran
     finally:
         workspace.close()
+
+
+def _project_of_round(engine: Engine, round_id: int | None) -> int | None:
+    if round_id is None:
+        return None
+    with read_session(engine) as session:
+        row = round_queries.get_round(session, round_id)
+        return row.project_id if row is not None else None
+
+
+def _run_one_representation(
+    workspace: Workspace,
+    name: str,
+    config: WorkerConfig,
+    project_id: int | None,
+    *,
+    before_rounds: bool,
+) -> bool:
+    """Claim and run one queued representation job (see the module's order); False if none."""
+    job_id = claim_representation(
+        workspace.engine, worker=name, project_id=project_id, before_rounds=before_rounds
+    )
+    if job_id is None:
+        return False
+    log.info("claimed representation job %s", job_id)
+    status = run_representation(
+        workspace.engine, job_id, data_dir=workspace.data_dir, worker=name, device=config.device
+    )
+    log.info("representation job %s %s", job_id, status)
+    return True
 
 
 def _backfill_summaries(engine: Engine) -> None:

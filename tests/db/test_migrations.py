@@ -148,3 +148,33 @@ def test_one_live_label_migration_keeps_the_newest_of_doubled_labels(db_url: str
     with engine.begin() as connection:
         command.downgrade(_config(connection), "0003")
     engine.dispose()
+
+
+def test_representations_migration_round_trips(db_url: str) -> None:
+    """0007 adds the representations table (one active job per project) and drops it again."""
+    engine = make_engine(db_url)
+    upgrade(engine, "0005")
+    assert "representations" not in inspect(engine).get_table_names()
+    upgrade(engine, "0007")
+    assert "representations" in inspect(engine).get_table_names()
+    now = "2026-01-01 00:00:00"
+    insert = text(
+        "INSERT INTO representations (project_id, status, phase, progress, detail, n_images, "
+        "n_embedded, cancel_requested, attempts, created_at) "
+        "VALUES (1, 'queued', 'queued', 0, '{}', 0, 0, :no, 0, :now)"
+    )
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO projects (id, name, classes, settings, created_at) "
+                "VALUES (1, 'p', '[\"a\"]', '{}', :now)"
+            ),
+            {"now": now},
+        )
+        connection.execute(insert, {"no": False, "now": now})
+    with pytest.raises(IntegrityError), engine.begin() as connection:
+        connection.execute(insert, {"no": False, "now": now})  # a second active job
+    with engine.begin() as connection:
+        command.downgrade(_config(connection), "0005")
+    assert "representations" not in inspect(engine).get_table_names()
+    engine.dispose()

@@ -35,8 +35,10 @@ MIN_DASHBOARD_CHARTS = 12  # 15 when written; the count depends a little on the 
 
 def _tiny_demo(workspace: Workspace) -> None:
     # A tiny ensemble so that a round takes seconds; the demo's gold test split evaluates it.
+    # One contrastive epoch: the representation job the import queued runs after the round (CNN
+    # rounds go first) and must not hold the machine's second core for minutes meanwhile.
     workspace.ensure_demo().update_settings(
-        members=2, epochs=1, retrain_every=RETRAIN_EVERY, audit_share=0.0
+        members=2, epochs=1, retrain_every=RETRAIN_EVERY, audit_share=0.0, ssl_epochs=1
     )
 
 

@@ -1,0 +1,481 @@
+"""The worker's side of a representation job: claim it, load the pool's pixels, train the
+self-supervised encoder (core.representation) with heartbeats and progress, embed every sample,
+store the embeddings once per sample, and flip the job to succeeded in one transaction.
+
+The encoder trains on the project's pool images only: eval (audit) and imported test samples
+are embedded with it but never trained on, so evaluation stays honest. Until the flip, readers
+keep the previous version (services.representation.current_embeddings reads the newest
+succeeded job); a job that does not succeed removes every file it wrote.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine
+
+from activelearn import paths
+from activelearn.clock import utcnow
+from activelearn.core.representation import (
+    AugmentConfig,
+    EncoderConfig,
+    PixelPCA,
+    RepresentationCancelled,
+    RepresentationConfig,
+    RepresentationProgress,
+    TrainedEncoder,
+    embed_images,
+    join_features,
+    save_encoder,
+    train_encoder,
+)
+from activelearn.ingest.cache import TensorCache
+from activelearn.ingest.embeddings import EmbeddingStore
+from activelearn.services.cache_rebuild import load_pixels
+from activelearn.services.pipeline import needs_features
+from activelearn.services.representation import (
+    maybe_request_representation,
+    prune_versions,
+    remove_job_files,
+    version_prefix,
+)
+from activelearn.services.settings import ProjectSettings
+from activelearn.types import RoundStatus, SampleSplit
+from db import queries
+from db import representations as rep_queries
+from db.engine import read_session, with_write_retry
+from db.models import Representation
+
+log = logging.getLogger("activelearn.worker")
+HEARTBEAT_S = 1.0
+PCA_COMPONENTS = 30  # pixel PCA joined to the SSL embedding (benchmarks/label_efficiency.md)
+FEATURE_CHUNK = 4096  # images embedded at once
+SEED = 0  # one encoder per pool; a new job on the same pool reproduces it (same device/threads)
+# Shares of the job's progress bar: loading, then training, then embedding and saving.
+LOADING_SHARE, TRAINING_SHARE = 0.05, 0.85
+
+
+class JobCancelled(Exception):
+    """Someone cancelled the running job (raised out of the training hooks)."""
+
+
+class JobLost(Exception):
+    """The job stopped being ours (reaped as stale, or finished elsewhere): stop quietly."""
+
+
+def uses_embeddings(settings: ProjectSettings) -> bool:
+    """Whether the project's rounds read the embeddings (its learner or its strategy does):
+    then its representation job goes before its rounds."""
+    try:
+        return needs_features(settings)
+    except ValueError:  # an unknown learner fails its round; it needs no embeddings first
+        return False
+
+
+def claim_representation(
+    engine: Engine,
+    *,
+    worker: str,
+    project_id: int | None = None,
+    before_rounds: bool = False,
+) -> int | None:
+    """Take the oldest queued job (of `project_id`, when given; with `before_rounds`, only of
+    projects whose rounds use embeddings) for `worker`; its id, or None."""
+    with read_session(engine) as session:
+        # An idle worker polls every second: only a queued job is worth the write lock.
+        queued = rep_queries.queued_representations(session)
+        owners = sorted({owner for _, owner in queued})
+        if project_id is not None:
+            owners = [owner for owner in owners if owner == project_id]
+        if before_rounds:
+            owners = [owner for owner in owners if _project_uses_embeddings(session, owner)]
+    if not owners:
+        return None
+    return with_write_retry(
+        engine,
+        lambda s: rep_queries.claim_representation(
+            s, worker=worker, now=utcnow(), project_ids=owners
+        ),
+    )
+
+
+def _project_uses_embeddings(session: Any, project_id: int) -> bool:
+    row = queries.get_project_by_id(session, project_id)
+    return row is not None and uses_embeddings(ProjectSettings.from_json(row.settings))
+
+
+def representation_config(
+    settings: ProjectSettings, *, device: str = "auto", kind: str = "auto"
+) -> RepresentationConfig:
+    """The encoder and augmentations for the project's images: grayscale reads as digits/text
+    (no flips, no colour), RGB as photos (flips, colour jitter)."""
+    return RepresentationConfig(
+        encoder=EncoderConfig(channels=settings.channels, image_size=settings.image_size),
+        augment=AugmentConfig.for_images(channels=settings.channels, kind=kind),
+        epochs=settings.ssl_epochs,
+        device=device,
+    )
+
+
+def compute_features(
+    trained: TrainedEncoder, images: np.ndarray, *, pool: np.ndarray, seed: int = SEED
+) -> np.ndarray:
+    """Every sample's features: (N, C, H, W) uint8 images, (N,) bool pool mask -> (N, D)
+    float32 unit rows, the SSL embedding joined with a pixel PCA fitted on the pool only (the
+    benchmark's default features: 1-NN 96.1% on the demo against 93.8% for the SSL part alone).
+
+    The one place that decides what a sample's stored features are: swap it here.
+    """
+    pool_images = images[pool]
+    n_components = min(PCA_COMPONENTS, max(1, len(pool_images) - 1))
+    pca = PixelPCA.fit(pool_images, n_components=n_components, seed=seed)
+    # In chunks: the float copies of 100,000 RGB images would not fit in memory at once (rows
+    # are joined and normalised one by one, so chunking changes nothing).
+    parts = []
+    for lo in range(0, len(images), FEATURE_CHUNK):
+        chunk = images[lo : lo + FEATURE_CHUNK]
+        ssl = embed_images(trained.encoder, chunk)  # (n, D_ssl)
+        parts.append(join_features(ssl, pca.transform(chunk)).numpy())  # (n, D_ssl + n_comp)
+    return np.concatenate(parts).astype(np.float32, copy=False)
+
+
+# ---------------------------------------------------------------- heartbeat
+
+
+class JobMonitor:
+    """Heartbeat thread of a running job: writes the latest phase/progress/detail every
+    `interval` seconds and picks up cancel requests; the training thread's hooks raise
+    JobCancelled or JobLost once it has seen either."""
+
+    def __init__(self, engine: Engine, job_id: int, *, worker: str, interval: float) -> None:
+        self.engine = engine
+        self.job_id = job_id
+        self.worker = worker
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._phase = "loading"
+        self._progress = 0.0
+        self._detail: dict[str, Any] = {}
+        self._dirty = True
+        self.cancelled = threading.Event()
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"ssl-heartbeat-{job_id}")
+        self._thread.daemon = True
+
+    def start(self) -> JobMonitor:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def update(self, phase: str, progress: float, **detail: Any) -> None:
+        self.check()
+        with self._lock:
+            self._phase, self._progress = phase, progress
+            self._detail.update(detail)
+            self._dirty = True
+
+    def detail(self) -> dict[str, Any]:
+        with self._lock:
+            return dict(self._detail)
+
+    def check(self) -> None:
+        if self.lost.is_set():
+            raise JobLost(f"representation job {self.job_id} is no longer held by this worker")
+        if self.cancelled.is_set():
+            raise JobCancelled(f"representation job {self.job_id} was cancelled")
+
+    def should_stop(self) -> bool:
+        """train_encoder's hook, checked before every step."""
+        return self.lost.is_set() or self.cancelled.is_set()
+
+    def beat(self) -> None:
+        with self._lock:
+            dirty = self._dirty
+            phase, progress, detail = self._phase, round(self._progress, 4), dict(self._detail)
+            self._dirty = False
+        ours, cancel = with_write_retry(
+            self.engine,
+            lambda s: rep_queries.heartbeat(
+                s,
+                self.job_id,
+                worker=self.worker,
+                now=utcnow(),
+                phase=phase if dirty else None,
+                progress=progress if dirty else None,
+                detail=detail if dirty else None,
+            ),
+        )
+        if not ours:
+            self.lost.set()
+        if cancel:
+            self.cancelled.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.beat()
+            except Exception:  # retried next interval; the reaper allows 30 s of silence
+                log.exception("heartbeat of representation job %s failed", self.job_id)
+
+
+# ---------------------------------------------------------------- the job
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    project_id: int
+    attempt: int  # this claim's number: the job's files carry it (a lost claim removes its own)
+    settings: ProjectSettings
+    samples: list[tuple[int, str, int, int]]  # (id, split, shard, index), every split
+
+
+def _snapshot(engine: Engine, job_id: int) -> _Snapshot:
+    with read_session(engine) as session:
+        row = rep_queries.get_representation(session, job_id)
+        if row is None:
+            raise RuntimeError(f"representation job {job_id} no longer exists")
+        project = queries.get_project_by_id(session, row.project_id)
+        if project is None:
+            raise RuntimeError(f"the project of representation job {job_id} no longer exists")
+        return _Snapshot(
+            project_id=project.id,
+            attempt=int(row.attempts or 0),
+            settings=ProjectSettings.from_json(project.settings),
+            samples=rep_queries.project_samples(session, project.id),
+        )
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return (f"{type(error).__name__}: {text}" if text else type(error).__name__)[:500]
+
+
+def _version(trained: TrainedEncoder, job_id: int, attempt: int) -> str:
+    """ssl{job}a{attempt}-{hash of the weights}: names the encoder that made the vectors."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(trained.encoder.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return f"{version_prefix(job_id, attempt)}{digest.hexdigest()[:12]}"
+
+
+def run_representation(
+    engine: Engine, job_id: int, *, data_dir: Path, worker: str, device: str = "auto"
+) -> str:
+    """Run a job this worker has claimed; returns its final status ("lost" when it stopped
+    being ours). Never raises for a failing job: the row says why, the traceback goes to the
+    log and its files are removed. KeyboardInterrupt / SystemExit mark it, then propagate."""
+    monitor = JobMonitor(engine, job_id, worker=worker, interval=HEARTBEAT_S).start()
+    project_id: int | None = None
+    attempt: int | None = None
+    try:
+        started = time.perf_counter()
+        snap = _snapshot(engine, job_id)
+        project_id, attempt = snap.project_id, snap.attempt
+        status = _run(
+            engine, job_id, snap, monitor, data_dir=data_dir, worker=worker, device=device
+        )
+        log.info(
+            "representation job %s %s in %.1f s", job_id, status, time.perf_counter() - started
+        )
+        if status == RoundStatus.SUCCEEDED:
+            _after_success(engine, data_dir, snap.project_id)
+        return status
+    except (JobCancelled, RepresentationCancelled) as error:
+        monitor.stop()
+        if monitor.lost.is_set():
+            return _lost(job_id, data_dir, project_id, attempt)
+        reason = "cancelled by request" if monitor.cancelled.is_set() else _one_line(error)
+        _finish_unsuccessful(engine, job_id, worker, RoundStatus.CANCELLED, reason)
+        _remove(data_dir, project_id, job_id, attempt)
+        return RoundStatus.CANCELLED
+    except JobLost:
+        monitor.stop()
+        return _lost(job_id, data_dir, project_id, attempt)
+    except KeyboardInterrupt:
+        monitor.stop()
+        _finish_unsuccessful(
+            engine, job_id, worker, RoundStatus.CANCELLED, "cancelled (interrupted)"
+        )
+        _remove(data_dir, project_id, job_id, attempt)
+        raise
+    except SystemExit:
+        # The worker was told to stop (SIGTERM): not the job's fault, so it goes back in the
+        # queue for the next worker, without what this claim wrote.
+        monitor.stop()
+        _requeue(engine, job_id, worker, "the worker was stopped")
+        _remove(data_dir, project_id, job_id, attempt)
+        raise
+    except BaseException as error:
+        monitor.stop()
+        log.exception("representation job %s failed", job_id)
+        _finish_unsuccessful(engine, job_id, worker, RoundStatus.FAILED, _one_line(error))
+        _remove(data_dir, project_id, job_id, attempt)
+        if not isinstance(error, Exception):
+            raise
+        return RoundStatus.FAILED
+    finally:
+        monitor.stop()
+
+
+def _run(
+    engine: Engine,
+    job_id: int,
+    snap: _Snapshot,
+    monitor: JobMonitor,
+    *,
+    data_dir: Path,
+    worker: str,
+    device: str,
+) -> str:
+    settings = snap.settings
+    monitor.update("loading", 0.0)
+    cache = TensorCache(
+        paths.project_cache_dir(data_dir, snap.project_id),
+        channels=settings.channels,
+        image_size=settings.image_size,
+    )
+
+    def rebuilding(done: int, total: int) -> None:
+        monitor.update("rebuilding cache", 0.0, rebuilt=done, of=total)
+
+    images = load_pixels(
+        engine, snap.project_id, cache, [(s[2], s[3]) for s in snap.samples], progress=rebuilding
+    )  # (N, C, S, S) uint8, every split
+    pool = np.array([s[1] == SampleSplit.POOL for s in snap.samples], dtype=bool)  # (N,)
+    config = representation_config(settings, device=device)
+    n_pool = int(pool.sum())
+    monitor.update(
+        "training", LOADING_SHARE, n_images=n_pool, n_samples=len(pool), epochs=config.epochs
+    )
+    with_write_retry(
+        engine,
+        lambda s: rep_queries.set_running_fields(
+            s, job_id, worker=worker, n_images=n_pool, detail=monitor.detail()
+        ),
+    )
+
+    def progress(p: RepresentationProgress) -> None:
+        monitor.update(
+            "training",
+            LOADING_SHARE + TRAINING_SHARE * p.epoch / p.epochs,
+            epoch=p.epoch,
+            epochs=p.epochs,
+            loss=round(p.loss, 4),
+            images_per_second=round(p.images_per_second, 1),
+        )
+
+    train_started = time.perf_counter()
+    # Pool images only: the test split and audit samples are embedded below, never trained on.
+    trained = train_encoder(
+        images[pool], config, seed=SEED, progress=progress, should_stop=monitor.should_stop
+    )
+    train_seconds = time.perf_counter() - train_started
+    used = str(next(trained.encoder.parameters()).device)
+    monitor.update("embedding", LOADING_SHARE + TRAINING_SHARE, device=used)
+    features = compute_features(trained, images, pool=pool)  # (N, D)
+    monitor.update("saving", 0.97, dim=int(features.shape[1]))
+    version = _version(trained, job_id, snap.attempt)
+    store = EmbeddingStore(paths.embeddings_dir(data_dir, snap.project_id))
+    ids = np.array([s[0] for s in snap.samples], dtype=np.int64)
+    target = store.write(version, ids, features)
+    save_encoder(trained, paths.encoder_file(data_dir, snap.project_id, version))
+    monitor.check()
+    monitor.stop()
+    detail = {
+        **monitor.detail(),
+        "train_seconds": round(train_seconds, 2),
+        "losses": [round(x, 4) for x in trained.losses],
+        "augment": config.augment.to_json(),
+    }
+
+    def flip(session: Any) -> str:
+        row = session.get(Representation, job_id)
+        if row is None or row.status != RoundStatus.RUNNING or row.worker != worker:
+            return "lost"
+        if row.cancel_requested:
+            return RoundStatus.CANCELLED
+        rep_queries.finish_representation(
+            session,
+            job_id,
+            worker=worker,
+            status=RoundStatus.SUCCEEDED,
+            now=utcnow(),
+            progress=1.0,
+            detail=detail,
+            version=version,
+            path=str(target.resolve()),
+            n_images=n_pool,
+            n_embedded=len(ids),
+            device=used,
+            heartbeat_at=utcnow(),
+        )
+        return RoundStatus.SUCCEEDED
+
+    outcome = with_write_retry(engine, flip)
+    if outcome == RoundStatus.SUCCEEDED:
+        return outcome
+    if outcome == "lost":
+        raise JobLost("representation job finished elsewhere")
+    monitor.cancelled.set()
+    raise JobCancelled("cancelled by request")
+
+
+def _after_success(engine: Engine, data_dir: Path, project_id: int) -> None:
+    """Old versions' files go; a pool that grew while the job trained queues the next job."""
+    try:
+        prune_versions(engine, data_dir, project_id)
+        maybe_request_representation(engine, project_id)
+    except Exception:
+        log.exception("after representation of project %s", project_id)
+
+
+def _lost(job_id: int, data_dir: Path, project_id: int | None, attempt: int | None) -> str:
+    log.warning("representation job %s was taken from this worker (stale heartbeat?)", job_id)
+    _remove(data_dir, project_id, job_id, attempt)
+    return "lost"
+
+
+def _remove(data_dir: Path, project_id: int | None, job_id: int, attempt: int | None) -> None:
+    """This claim's files only: after a reap another worker may be writing the job's next try."""
+    if project_id is None or attempt is None:
+        return
+    try:
+        remove_job_files(data_dir, project_id, job_id, attempt=attempt)
+    except Exception:
+        log.exception("could not remove the files of representation job %s", job_id)
+
+
+def _requeue(engine: Engine, job_id: int, worker: str, why: str) -> None:
+    try:
+        with_write_retry(
+            engine,
+            lambda s: rep_queries.requeue_representation(s, job_id, note=why, worker=worker),
+        )
+    except Exception:
+        log.exception("could not put representation job %s back in the queue", job_id)
+    log.info("representation job %s back in the queue: %s", job_id, why)
+
+
+def _finish_unsuccessful(engine: Engine, job_id: int, worker: str, status: str, error: str) -> None:
+    try:
+        with_write_retry(
+            engine,
+            lambda s: rep_queries.finish_representation(
+                s, job_id, worker=worker, status=status, now=utcnow(), error=error
+            ),
+        )
+    except Exception:
+        log.exception("could not mark representation job %s %s", job_id, status)
+    log.info("representation job %s %s: %s", job_id, status, error)
