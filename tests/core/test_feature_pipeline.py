@@ -17,6 +17,7 @@ from activelearn.core.representation import (
     RepresentationConfig,
     build_features,
 )
+from activelearn.core.representation.pipeline import _pca
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -112,3 +113,18 @@ def test_projection_round_trips_and_configs_are_checked(tmp_path: Path) -> None:
         FeatureConfig(hog=(), pixel_components=0, ssl=None)
     with pytest.raises(ValueError):
         build_features(images[:1])
+
+
+def test_output_pca_finds_the_direction_of_largest_spread() -> None:
+    # rows (a, 2a, e) + 3: a and e centred and orthogonal, |e| << |a|, so the scatter matrix has
+    # eigenvectors (1, 2, 0)/sqrt(5) (eigenvalue 5 |a|^2 = 50) and (0, 0, 1) (|e|^2 = 0.14)
+    a = torch.tensor([-2.0, -1.0, 0.0, 1.0, 2.0])
+    e = torch.tensor([0.1, -0.2, 0.2, -0.2, 0.1])
+    rows = torch.stack([a, 2 * a, e], dim=1) + 3.0
+    mean, components = _pca(rows, 2)
+    torch.testing.assert_close(mean, torch.tensor([3.0, 3.0, 3.0]))
+    first = components[0] * torch.sign(components[0, 0])
+    torch.testing.assert_close(first, torch.tensor([1.0, 2.0, 0.0]) / 5**0.5, atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        components[1].abs(), torch.tensor([0.0, 0.0, 1.0]), atol=1e-5, rtol=0
+    )

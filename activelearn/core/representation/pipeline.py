@@ -4,7 +4,8 @@ Default (measured on the demo, benchmarks/label_efficiency.md, "third pass"): HO
 scales (the image at 32x32 and at 16x16, 4-pixel cells), each part unit-normalised and joined
 with equal weight, then a PCA of the joined pool rows down to `output_dim` and unit rows again.
 1-NN test accuracy with all pool labels: 97.4% vs 96.2% for the SSL encoder joined with pixel PCA,
-and the whole stage takes about a second on one core instead of 13 minutes of SSL training.
+and the whole stage on the 4,000 pool digits takes 1.3 s of CPU (one thread) instead of 13
+minutes of SSL training.
 Optional parts: a PCA of the raw pixels (`pixel_components`) and the self-supervised encoder
 (`ssl`), joined the same way. Everything is fitted on the pool images only; `embed` maps any
 other image (the test split, a new import) with the pool's fit.
@@ -112,11 +113,20 @@ class FeaturePipeline:
             dim += self.encoder.encoder.config.embedding_dim
         return dim
 
-    def joined(self, images: Images, *, batch_size: int = 2048) -> Tensor:
+    def joined(self, images: Images) -> Tensor:
         """(N, C, H, W) images -> (N, J) joined parts before the output projection."""
+        return self._map(images, project=False)
+
+    def embed(self, images: Images) -> Tensor:
+        """(N, C, H, W) images (uint8 0..255 or floats in [0, 1]) -> (N, dim) float32 unit rows."""
+        return self._map(images, project=True)
+
+    def _map(self, images: Images, *, project: bool, batch_size: int = 2048) -> Tensor:
+        # in batches, projected batch by batch: a 100k pool never holds its (N, J) joined rows
         x = torch.as_tensor(images)
         if x.ndim != 4:
             raise ValueError(f"images must be (N, C, H, W); got {tuple(x.shape)}")
+        project = project and self.projection is not None and self.projection_mean is not None
         out = []
         for start in range(0, x.shape[0], batch_size):
             block = x[start : start + batch_size]
@@ -125,17 +135,13 @@ class FeaturePipeline:
                 parts.append(self.pixel_pca.transform(block))
             if self.encoder is not None:
                 parts.append(torch.from_numpy(embed_images(self.encoder.encoder, block)))
-            out.append(join_features(*parts))
+            rows = join_features(*parts)  # (b, J)
+            if project:
+                rows = F.normalize((rows - self.projection_mean) @ self.projection.T, dim=1)
+            out.append(rows)
         if not out:
-            return torch.zeros(0, self._joined_dim())
+            return torch.zeros(0, self.dim if project else self._joined_dim())
         return torch.cat(out)
-
-    def embed(self, images: Images) -> Tensor:
-        """(N, C, H, W) images (uint8 0..255 or floats in [0, 1]) -> (N, dim) float32 unit rows."""
-        joined = self.joined(images)
-        if self.projection is None or self.projection_mean is None:
-            return joined
-        return F.normalize((joined - self.projection_mean) @ self.projection.T, dim=1)
 
     def save(self, path: str | Path) -> None:
         """Tensors as safetensors, the config as JSON metadata (the encoder's own config too)."""
@@ -238,10 +244,8 @@ def build_features(
             x, cfg.ssl, seed=seed, progress=progress, should_stop=should_stop
         )
         pipeline.encoder.encoder.cpu()
-    joined = pipeline.joined(x)  # (N, J)
-    if 0 < cfg.output_dim < joined.shape[1]:
+    if 0 < cfg.output_dim < pipeline.dim:
+        # the projection is fitted on at most fit_rows pool rows, then applied to every row
         n = min(cfg.output_dim, len(fit_index) - 1)
-        mean, components = _pca(joined[fit_index], n)
-        pipeline.projection_mean, pipeline.projection = mean, components
-        return pipeline, F.normalize((joined - mean) @ components.T, dim=1)
-    return pipeline, joined
+        pipeline.projection_mean, pipeline.projection = _pca(pipeline.joined(x[fit_index]), n)
+    return pipeline, pipeline.embed(x)
