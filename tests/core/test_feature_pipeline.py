@@ -92,6 +92,9 @@ def test_pixel_and_ssl_parts_join_and_the_saved_pipeline_embeds_the_same(tmp_pat
     for name, tensor in pipeline.encoder.encoder.state_dict().items():
         torch.testing.assert_close(loaded.encoder.encoder.state_dict()[name], tensor)
     torch.testing.assert_close(loaded.embed(images), features, atol=1e-5, rtol=0)
+    # floats in [0, 1] are the same images as uint8 0..255 to every part
+    as_floats = torch.as_tensor(images).float() / 255.0
+    torch.testing.assert_close(loaded.embed(as_floats), features, atol=1e-5, rtol=0)
 
 
 def test_projection_round_trips_and_configs_are_checked(tmp_path: Path) -> None:
