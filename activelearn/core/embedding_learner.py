@@ -1,9 +1,9 @@
 """The embedding learner: M small heads on frozen self-supervised embeddings, seeded apart.
 
 Each member m
-- keeps a random share of the labeled set (each label kept with probability `label_keep`, at
-  least one per class): the members see different evidence, so they disagree where a region's
-  labeling hinges on a few labels, which is what mutual information should find;
+- optionally keeps a random share of the labeled set (each label kept with probability
+  `label_keep`, at least one per class; default all): members that see different evidence
+  disagree where a region's labeling hinges on a few labels;
 - optionally spreads its kept labels over the pool's kNN graph (knn_graph.spread_labels) and
   uses a random subsample of the pool with the spread labels as soft targets, each weighted by
   its certainty 1 - H/log C (Iscen et al. 2019): the pool teaches the head the shape of the
@@ -40,7 +40,10 @@ class EmbeddingLearnerConfig:
     learning_rate: float = 0.05
     weight_decay: float = 1e-4
     logit_scale: float = 10.0  # inputs are unit vectors; scaled so logits can be confident
-    label_keep: float = 0.8  # per member, each label kept with this probability (1.0: all)
+    # per member, each label kept with this probability (1.0: all). 1.0 measured better on the
+    # demo (HOG features, 1 repeat, auto: 97.0% vs 96.3% at 100 labels; SSL+PCA, typiclust:
+    # 92.3% vs 90.7% at 60); the members then differ by their heads, dropout and pool sample.
+    label_keep: float = 1.0
     propagate: bool = True  # the semi-supervised term
     alpha: float = 0.99
     iterations: int = 20

@@ -55,9 +55,13 @@ def nearest_neighbors(
 
 
 def build_pool_graph(
-    embeddings: Tensor | np.ndarray, *, k: int = 10, gamma: float = 3.0
+    embeddings: Tensor | np.ndarray, *, k: int = 5, gamma: float = 3.0
 ) -> PoolGraph:
-    """(N, D) embeddings (normalised here) -> the pool's kNN graph and spreading operator."""
+    """(N, D) embeddings (normalised here) -> the pool's kNN graph and spreading operator.
+
+    k = 5: on the demo a sparser graph spreads fewer labels across class borders (SSL+PCA
+    features, typiclust at 60 labels: 93.3% with k = 5, 92.3% with k = 10, 90.3% with k = 20;
+    HOG features, random at 200 labels: 95.9% vs 95.4% with k = 10)."""
     x = torch.as_tensor(np.asarray(embeddings), dtype=torch.float32)
     if x.ndim != 2 or x.shape[0] < 2:
         raise ValueError(f"embeddings must be (N, D) with N >= 2; got {tuple(x.shape)}")

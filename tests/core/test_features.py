@@ -43,3 +43,10 @@ def test_join_features_is_unit_and_averages_the_cosines() -> None:
     assert joined.shape == (2, 5)
     torch.testing.assert_close(joined.norm(dim=1), torch.ones(2))
     torch.testing.assert_close(joined[0] @ joined[1], torch.tensor((0.6 + 0.0) / 2))
+
+
+def test_pixel_pca_reads_uint8_and_unit_floats_alike() -> None:
+    images = np.random.default_rng(1).integers(0, 256, size=(6, 1, 4, 4), dtype=np.uint8)
+    pca = PixelPCA.fit(images, n_components=3)
+    as_floats = torch.as_tensor(images).float() / 255.0
+    torch.testing.assert_close(pca.transform(as_floats), pca.transform(images))

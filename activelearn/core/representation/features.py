@@ -23,8 +23,10 @@ __all__ = ["PixelPCA", "join_features"]
 
 
 def _pixels(images: np.ndarray | Tensor, max_side: int) -> Tensor:
-    """(N, C, H, W) uint8 -> (N, C*h*w) float32 in [0, 1], h, w <= max_side."""
-    x = torch.as_tensor(np.asarray(images)).to(torch.float32) / 255.0
+    """(N, C, H, W) uint8 (0..255) or floats in [0, 1] -> (N, C*h*w) float32 in [0, 1],
+    h, w <= max_side (the same convention as hog and the encoder)."""
+    x = torch.as_tensor(np.asarray(images))
+    x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
     if x.ndim != 4:
         raise ValueError(f"images must be (N, C, H, W); got {tuple(x.shape)}")
     if max(x.shape[2], x.shape[3]) > max_side:
