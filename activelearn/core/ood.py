@@ -62,7 +62,7 @@ def knn_distance(
     queries: Tensor | np.ndarray,
     references: Tensor | np.ndarray,
     *,
-    k: int = 5,
+    k: int = 1,
     exclude_self: bool = False,
 ) -> Tensor:
     """(Q, D), (R, D) -> (Q,) float64: 1 - cosine to each query's k-th nearest reference.
