@@ -1,10 +1,11 @@
-"""The worker's side of a representation job: claim it, load the pool's pixels, train the
-self-supervised encoder (core.representation) with heartbeats and progress, embed every sample,
-store the embeddings once per sample, and flip the job to succeeded in one transaction.
+"""The worker's side of a representation job: claim it, load the pool's pixels, fit the
+representation (core.representation.build_features: HOG by default, an SSL encoder or a local
+torchvision backbone by the `backbone` setting) with heartbeats and progress, embed every
+sample, store the embeddings once per sample, and flip the job to succeeded in one transaction.
 
-The encoder trains on the project's pool images only: eval (audit) and imported test samples
-are embedded with it but never trained on, so evaluation stays honest. Until the flip, readers
-keep the previous version (services.representation.current_embeddings reads the newest
+The representation is fitted on the project's pool images only: eval (audit) and imported test
+samples are embedded with it but never fitted on, so evaluation stays honest. Until the flip,
+readers keep the previous version (services.representation.current_embeddings reads the newest
 succeeded job); a job that does not succeed removes every file it wrote.
 """
 
@@ -14,11 +15,14 @@ import hashlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from sqlalchemy import Engine
 
 from activelearn import paths
@@ -26,16 +30,13 @@ from activelearn.clock import utcnow
 from activelearn.core.representation import (
     AugmentConfig,
     EncoderConfig,
-    PixelPCA,
+    FeatureConfig,
     RepresentationCancelled,
     RepresentationConfig,
     RepresentationProgress,
-    TrainedEncoder,
-    embed_images,
-    join_features,
-    save_encoder,
-    train_encoder,
+    build_features,
 )
+from activelearn.core.representation.backbone import load_backbone
 from activelearn.ingest.cache import TensorCache
 from activelearn.ingest.embeddings import EmbeddingStore
 from activelearn.services.cache_rebuild import load_pixels
@@ -46,7 +47,7 @@ from activelearn.services.representation import (
     remove_job_files,
     version_prefix,
 )
-from activelearn.services.settings import ProjectSettings
+from activelearn.services.settings import SSL_BACKBONE, TORCHVISION_BACKBONE, ProjectSettings
 from activelearn.types import RoundStatus, SampleSplit
 from db import queries
 from db import representations as rep_queries
@@ -55,7 +56,6 @@ from db.models import Representation
 
 log = logging.getLogger("activelearn.worker")
 HEARTBEAT_S = 1.0
-PCA_COMPONENTS = 30  # pixel PCA joined to the SSL embedding (benchmarks/label_efficiency.md)
 FEATURE_CHUNK = 4096  # images embedded at once
 SEED = 0  # one encoder per pool; a new job on the same pool reproduces it (same device/threads)
 # Shares of the job's progress bar: loading, then training, then embedding and saving.
@@ -124,26 +124,54 @@ def representation_config(
     )
 
 
-def compute_features(
-    trained: TrainedEncoder, images: np.ndarray, *, pool: np.ndarray, seed: int = SEED
-) -> np.ndarray:
-    """Every sample's features: (N, C, H, W) uint8 images, (N,) bool pool mask -> (N, D)
-    float32 unit rows, the SSL embedding joined with a pixel PCA fitted on the pool only (the
-    benchmark's default features: 1-NN 96.1% on the demo against 93.8% for the SSL part alone).
+def feature_config(settings: ProjectSettings, *, device: str = "auto") -> FeatureConfig:
+    """What the stage fits for the project's `backbone` setting: HOG at two scales (hog, the
+    default), HOG joined with an SSL encoder trained on the pool (ssl)."""
+    if settings.backbone == SSL_BACKBONE:
+        return FeatureConfig(ssl=representation_config(settings, device=device))
+    return FeatureConfig()
 
-    The one place that decides what a sample's stored features are: swap it here.
+
+def compute_features(
+    images: np.ndarray,
+    *,
+    pool: np.ndarray,
+    settings: ProjectSettings,
+    device: str = "auto",
+    seed: int = SEED,
+    progress: Callable[[RepresentationProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[np.ndarray, Any]:
+    """Every sample's features: (N, C, H, W) uint8 images, (N,) bool pool mask -> ((N, D)
+    float32 unit rows, what to save: a FeaturePipeline, or None for a torchvision backbone).
+
+    Fitted on the pool only (test and audit samples are embedded, never fitted on). The one
+    place that decides what a sample's stored features are.
     """
-    pool_images = images[pool]
-    n_components = min(PCA_COMPONENTS, max(1, len(pool_images) - 1))
-    pca = PixelPCA.fit(pool_images, n_components=n_components, seed=seed)
-    # In chunks: the float copies of 100,000 RGB images would not fit in memory at once (rows
-    # are joined and normalised one by one, so chunking changes nothing).
-    parts = []
-    for lo in range(0, len(images), FEATURE_CHUNK):
-        chunk = images[lo : lo + FEATURE_CHUNK]
-        ssl = embed_images(trained.encoder, chunk)  # (n, D_ssl)
-        parts.append(join_features(ssl, pca.transform(chunk)).numpy())  # (n, D_ssl + n_comp)
-    return np.concatenate(parts).astype(np.float32, copy=False)
+    if TORCHVISION_BACKBONE.match(settings.backbone):
+        embed = load_backbone(settings.backbone, settings.backbone_weights, device=_cpu(device))
+        parts = [
+            F.normalize(embed(torch.as_tensor(images[lo : lo + FEATURE_CHUNK])), dim=1)
+            for lo in range(0, len(images), FEATURE_CHUNK)
+        ]
+        return torch.cat(parts).numpy().astype(np.float32, copy=False), None
+    pipeline, _ = build_features(
+        images[pool],
+        feature_config(settings, device=device),
+        seed=seed,
+        progress=progress,
+        should_stop=should_stop,
+    )
+    # In chunks: the float copies of 100,000 RGB images would not fit in memory at once.
+    parts = [
+        pipeline.embed(images[lo : lo + FEATURE_CHUNK]).numpy()
+        for lo in range(0, len(images), FEATURE_CHUNK)
+    ]
+    return np.concatenate(parts).astype(np.float32, copy=False), pipeline
+
+
+def _cpu(device: str) -> str:
+    return "cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
 
 
 # ---------------------------------------------------------------- heartbeat
@@ -261,12 +289,10 @@ def _one_line(error: BaseException) -> str:
     return (f"{type(error).__name__}: {text}" if text else type(error).__name__)[:500]
 
 
-def _version(trained: TrainedEncoder, job_id: int, attempt: int) -> str:
-    """ssl{job}a{attempt}-{hash of the weights}: names the encoder that made the vectors."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(trained.encoder.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+def _version(features: np.ndarray, settings: ProjectSettings, job_id: int, attempt: int) -> str:
+    """{prefix}{hash}: names what made the vectors (the backbone and the vectors themselves)."""
+    digest = hashlib.sha256(settings.backbone.encode())
+    digest.update(np.ascontiguousarray(features).tobytes())
     return f"{version_prefix(job_id, attempt)}{digest.hexdigest()[:12]}"
 
 
@@ -354,11 +380,9 @@ def _run(
         engine, snap.project_id, cache, [(s[2], s[3]) for s in snap.samples], progress=rebuilding
     )  # (N, C, S, S) uint8, every split
     pool = np.array([s[1] == SampleSplit.POOL for s in snap.samples], dtype=bool)  # (N,)
-    config = representation_config(settings, device=device)
     n_pool = int(pool.sum())
-    monitor.update(
-        "training", LOADING_SHARE, n_images=n_pool, n_samples=len(pool), epochs=config.epochs
-    )
+    epochs = settings.ssl_epochs if settings.backbone == SSL_BACKBONE else 0
+    monitor.update("fitting", LOADING_SHARE, n_images=n_pool, n_samples=len(pool), epochs=epochs)
     with_write_retry(
         engine,
         lambda s: rep_queries.set_running_fields(
@@ -377,27 +401,39 @@ def _run(
         )
 
     train_started = time.perf_counter()
-    # Pool images only: the test split and audit samples are embedded below, never trained on.
-    trained = train_encoder(
-        images[pool], config, seed=SEED, progress=progress, should_stop=monitor.should_stop
-    )
+    features, fitted = compute_features(
+        images,
+        pool=pool,
+        settings=settings,
+        device=device,
+        progress=progress,
+        should_stop=monitor.should_stop,
+    )  # (N, D), fitted on the pool images only
     train_seconds = time.perf_counter() - train_started
-    used = str(next(trained.encoder.parameters()).device)
-    monitor.update("embedding", LOADING_SHARE + TRAINING_SHARE, device=used)
-    features = compute_features(trained, images, pool=pool)  # (N, D)
+    monitor.check()
     monitor.update("saving", 0.97, dim=int(features.shape[1]))
-    version = _version(trained, job_id, snap.attempt)
+    version = _version(features, settings, job_id, snap.attempt)
     store = EmbeddingStore(paths.embeddings_dir(data_dir, snap.project_id))
     ids = np.array([s[0] for s in snap.samples], dtype=np.int64)
     target = store.write(version, ids, features)
-    save_encoder(trained, paths.encoder_file(data_dir, snap.project_id, version))
+    if fitted is not None:
+        fitted.save(paths.encoder_file(data_dir, snap.project_id, version))
     monitor.check()
     monitor.stop()
     detail = {
         **monitor.detail(),
         "train_seconds": round(train_seconds, 2),
-        "losses": [round(x, 4) for x in trained.losses],
-        "augment": config.augment.to_json(),
+        "backbone": settings.backbone,
+        **(
+            {"augment": representation_config(settings).augment.to_json()}
+            if settings.backbone == SSL_BACKBONE
+            else {}
+        ),
+        "losses": (
+            [round(x, 4) for x in fitted.encoder.losses]
+            if fitted is not None and fitted.encoder is not None
+            else []
+        ),
     }
 
     def flip(session: Any) -> str:
@@ -418,7 +454,7 @@ def _run(
             path=str(target.resolve()),
             n_images=n_pool,
             n_embedded=len(ids),
-            device=used,
+            device=_cpu(device) if settings.backbone != "hog" else "cpu",
             heartbeat_at=utcnow(),
         )
         return RoundStatus.SUCCEEDED

@@ -377,7 +377,7 @@ def _run_round(
                 "pool_features": pool_features,
                 "train_features": pool_features[len(snap.pool_open) :],
                 "eval_features": load_embeddings(
-                    data_dir, snap.project_id, [int(r[0]) for r in eval_rows]
+                    engine, data_dir, snap.project_id, [int(r[0]) for r in eval_rows]
                 )
                 if eval_rows
                 else None,

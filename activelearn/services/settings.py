@@ -14,8 +14,11 @@ from activelearn.errors import InvalidSetting
 # Strategy and learner names come from their registries (both import without torch).
 KNOWN_STRATEGIES: tuple[str, ...] = tuple(STRATEGIES)
 KNOWN_LEARNERS: tuple[str, ...] = tuple(LEARNERS)
-# `backbone`: "ssl" (an encoder learned on the pool) or "torchvision:<architecture>" with local
-# weights (activelearn.core.representation.backbone; checked here without importing torch).
+# `backbone`: "hog" (gradient histograms, nothing to train: 95% on the demo from 30 labels,
+# benchmarks/label_efficiency.md), "ssl" (HOG joined with an encoder learned on the pool) or
+# "torchvision:<architecture>" with local weights (core.representation.backbone; checked here
+# without importing torch).
+HOG_BACKBONE = "hog"
 SSL_BACKBONE = "ssl"
 TORCHVISION_BACKBONE = re.compile(r"^torchvision:[a-z][a-z0-9_]*$")
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt")
@@ -25,7 +28,7 @@ WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt")
 class ProjectSettings:
     strategy: str = "bald"  # a name in activelearn.core.strategies.STRATEGIES
     learner: str = DEFAULT_LEARNER  # a name in activelearn.core.learners.LEARNERS
-    backbone: str = SSL_BACKBONE  # ssl | torchvision:<architecture> (the representation stage)
+    backbone: str = HOG_BACKBONE  # hog | ssl | torchvision:<architecture> (representation stage)
     backbone_weights: str = ""  # local weights of a torchvision backbone (never downloaded)
     members: int = 5
     epochs: int = 20
@@ -80,11 +83,12 @@ class ProjectSettings:
         return self
 
     def _validate_backbone(self) -> None:
-        if self.backbone == SSL_BACKBONE:
+        if self.backbone in (HOG_BACKBONE, SSL_BACKBONE):
             return
         if not TORCHVISION_BACKBONE.match(self.backbone):
             raise InvalidSetting(
-                f"backbone must be {SSL_BACKBONE!r} or 'torchvision:<architecture>' "
+                f"backbone must be {HOG_BACKBONE!r}, {SSL_BACKBONE!r} or "
+                "'torchvision:<architecture>' "
                 f"(e.g. torchvision:resnet18); got {self.backbone!r}"
             )
         weights = Path(self.backbone_weights)

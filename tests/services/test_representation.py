@@ -8,17 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from activelearn import Workspace, clock
-from activelearn.core.cnn_learner import CnnLearner
-from activelearn.core.representation import (
-    Encoder,
-    EncoderConfig,
-    RepresentationConfig,
-    TrainedEncoder,
-    load_encoder,
-)
+from activelearn.core.representation import FeaturePipeline
 from activelearn.errors import InvalidSetting
 from activelearn.ingest.cache import TensorCache
 from activelearn.ingest.embeddings import EmbeddingStore
@@ -30,6 +22,7 @@ from activelearn.services.representation_runner import (
     compute_features,
     run_representation,
 )
+from activelearn.services.settings import ProjectSettings
 from activelearn.services.worker_loop import WorkerConfig, run_worker
 from activelearn.types import RepresentationInfo
 from db import representations as rep_queries
@@ -41,6 +34,9 @@ from tests.services.test_rounds import CLASSES, make_project, write_manifest
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 FAST = {"ssl_epochs": 1}
+
+# A job that trains for minutes (SSL encoder): long enough to cancel or kill mid-way.
+SLOW = {"ssl_epochs": 1000, "backbone": "ssl"}
 
 
 def job_row(ws: Workspace, job_id: int) -> Representation:
@@ -86,12 +82,8 @@ def test_import_queues_a_job_that_trains_on_the_pool_and_embeds_every_sample(
     # The encoder saw the pool only: the 15 imported test images were embedded, not trained on.
     assert done.n_images == len(splits["pool"]) == 42
     assert done.detail["n_images"] == 42 and len(splits["test"]) == 15
-    assert done.detail["epoch"] == 1 and done.detail["epochs"] == 1
-    assert np.isfinite(done.detail["loss"]) and done.detail["images_per_second"] > 0
+    assert done.detail["backbone"] == "hog" and done.detail["epochs"] == 0  # nothing to train
     assert done.n_embedded == 57 and done.device == "cpu"
-    # Digits-like grayscale images: no flips, no colour jitter.
-    assert done.detail["augment"]["horizontal_flip"] is False
-    assert done.detail["augment"]["color_jitter"] == 0.0
 
     ids, vectors = project.embeddings()
     assert ids.tolist() == sorted(splits["pool"] + splits["test"])
@@ -99,8 +91,12 @@ def test_import_queues_a_job_that_trains_on_the_pool_and_embeds_every_sample(
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     assert (ws.data_dir / "embeddings" / f"project-{project.id}" / f"{done.version}.npz").is_file()
 
-    # The stored vectors are what the saved encoder gives: reload it and compare the tensors.
-    trained = load_encoder(encoder_file(ws.data_dir, project.id, done.version))
+    # The stored vectors are what the saved pipeline gives: reload it and compare the tensors.
+    pipeline = FeaturePipeline.load(encoder_file(ws.data_dir, project.id, done.version))
+    np.testing.assert_allclose(vectors, pipeline.embed(_images(ws, project)).numpy(), atol=1e-5)
+
+
+def _images(ws: Workspace, project) -> np.ndarray:
     settings = project.settings
     cache = TensorCache(
         project_cache_dir(ws.data_dir, project.id),
@@ -109,10 +105,24 @@ def test_import_queues_a_job_that_trains_on_the_pool_and_embeds_every_sample(
     )
     with read_session(ws.engine) as session:
         rows = rep_queries.project_samples(session, project.id)
-    images = cache.load([(r[2], r[3]) for r in rows])
-    pool = np.array([r[1] == "pool" for r in rows])
-    expected = compute_features(trained, images, pool=pool)
-    np.testing.assert_allclose(vectors, expected, atol=1e-5)
+    return cache.load([(r[2], r[3]) for r in rows])
+
+
+def test_the_ssl_backbone_trains_an_encoder_on_the_pool(sqlite_workspace: Workspace, tmp_path):
+    ws = sqlite_workspace
+    project = make_project(ws, tmp_path / "images", settings={**FAST, "backbone": "ssl"})
+    assert run_queued(ws) == "succeeded"
+    done = project.representation_status().current
+    assert done.detail["epoch"] == 1 and done.detail["epochs"] == 1
+    assert np.isfinite(done.detail["loss"]) and done.detail["images_per_second"] > 0
+    assert done.n_images == 42 and done.n_embedded == 57
+    # Digits-like grayscale images: no flips, no colour jitter.
+    assert done.detail["augment"]["horizontal_flip"] is False
+    assert done.detail["augment"]["color_jitter"] == 0.0
+    _, vectors = project.embeddings()
+    pipeline = FeaturePipeline.load(encoder_file(ws.data_dir, project.id, done.version))
+    assert pipeline.encoder is not None  # HOG joined with the encoder trained on the pool
+    np.testing.assert_allclose(vectors, pipeline.embed(_images(ws, project)).numpy(), atol=1e-4)
 
 
 def test_rounds_keep_the_old_version_until_the_new_one_flips_and_regrow_requeues(
@@ -150,7 +160,7 @@ def test_rounds_keep_the_old_version_until_the_new_one_flips_and_regrow_requeues
 
 def test_cancel_a_queued_and_a_running_job(sqlite_workspace: Workspace, tmp_path: Path):
     ws = sqlite_workspace
-    project = make_project(ws, tmp_path / "images", settings={"ssl_epochs": 1000})
+    project = make_project(ws, tmp_path / "images", settings=SLOW)
     queued = project.representation_status().latest
     assert project.cancel_representation().status == "cancelled"
     assert claim_representation(ws.engine, worker="w:1") is None
@@ -221,7 +231,7 @@ def test_rgb_images_of_another_size_get_photo_augmentations(
     sqlite_workspace: Workspace, tmp_path: Path
 ):
     ws = sqlite_workspace
-    project = ws.create_project("photos", ["a", "b"], settings=FAST)
+    project = ws.create_project("photos", ["a", "b"], settings={**FAST, "backbone": "ssl"})
     folder = tmp_path / "rgb"
     folder.mkdir()
     for seed in range(12):
@@ -234,6 +244,11 @@ def test_rgb_images_of_another_size_get_photo_augmentations(
     assert done.detail["augment"]["color_jitter"] > 0
     ids, vectors = project.embeddings()
     assert len(ids) == 12 and vectors.shape[0] == 12 and np.isfinite(vectors).all()
+    project.update_settings(backbone="hog")  # the default features work on RGB photos too
+    project.request_representation()
+    assert run_queued(ws) == "succeeded"
+    ids, vectors = project.embeddings()
+    assert len(ids) == 12 and np.isfinite(vectors).all()
 
 
 def test_worker_runs_rounds_first_unless_the_learner_reads_embeddings(
@@ -248,8 +263,9 @@ def test_worker_runs_rounds_first_unless_the_learner_reads_embeddings(
     assert run_worker(config) == 1
     assert project.rounds()[-1].status == "succeeded"
     assert job_row(ws, job.id).status == "queued"
-    # A learner that reads embeddings gets its project's representation first.
-    monkeypatch.setattr(CnnLearner, "uses_embeddings", True, raising=False)
+    # A round that reads embeddings (here its strategy) gets its project's representation first.
+    strategy = project.settings.strategy
+    project.update_settings(strategy="typiclust")
     second_round = project.request_round()
     config = WorkerConfig(url=ws.url, data_dir=ws.data_dir, once=True, round_id=second_round.id)
     assert run_worker(config) == 1
@@ -257,7 +273,7 @@ def test_worker_runs_rounds_first_unless_the_learner_reads_embeddings(
     assert row.status == "succeeded"
     assert row.finished_at <= project.rounds()[-1].started_at
     # An idle worker runs a queued representation job when no round is queued.
-    monkeypatch.setattr(CnnLearner, "uses_embeddings", False, raising=False)
+    project.update_settings(strategy=strategy)
     again = project.request_representation()
     assert run_worker(WorkerConfig(url=ws.url, data_dir=ws.data_dir, once=True)) == 0
     assert job_row(ws, again.id).status == "succeeded"
@@ -280,31 +296,25 @@ def test_versions_older_than_the_previous_one_are_pruned(
     assert encoder_file(ws.data_dir, project.id, versions[2]).is_file()
 
 
-def test_features_are_unit_rows_and_the_pca_is_fitted_on_the_pool_only(
+def test_features_are_unit_rows_and_fitted_on_the_pool_only(
     monkeypatch: pytest.MonkeyPatch,
 ):
     """compute_features: changing a non-pool image never changes any pool row's features, and
     computing in chunks gives the same rows."""
-    config_encoder = EncoderConfig(channels=1, image_size=12)
-    trained = TrainedEncoder(
-        encoder=Encoder(config_encoder, generator=torch.Generator().manual_seed(0)).eval(),
-        config=RepresentationConfig(encoder=config_encoder, epochs=1),
-        seed=0,
-        losses=[],
-    )
+    settings = ProjectSettings(image_size=12, channels=1)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(20, 1, 12, 12), dtype=np.uint8)
     pool = np.arange(20) < 15
-    first = compute_features(trained, images, pool=pool)
+    first, _ = compute_features(images, pool=pool, settings=settings)
     changed = images.copy()
     changed[~pool] = 255 - changed[~pool]
-    second = compute_features(trained, changed, pool=pool)
+    second, _ = compute_features(changed, pool=pool, settings=settings)
     np.testing.assert_allclose(first[pool], second[pool], atol=1e-5)
     assert not np.allclose(first[~pool], second[~pool])
     np.testing.assert_allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-5)
-    assert first.shape == (20, config_encoder.embedding_dim + 14)
     monkeypatch.setattr(runner, "FEATURE_CHUNK", 7)
-    np.testing.assert_allclose(compute_features(trained, images, pool=pool), first, atol=1e-6)
+    chunked, _ = compute_features(images, pool=pool, settings=settings)
+    np.testing.assert_allclose(chunked, first, atol=1e-6)
 
 
 def test_representation_settings_are_validated(sqlite_workspace: Workspace):

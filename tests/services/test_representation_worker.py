@@ -19,11 +19,14 @@ from tests.services.test_rounds import make_project
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
+# A job that trains for minutes (SSL encoder): long enough to cancel or kill mid-way.
+SLOW = {"ssl_epochs": 1000, "backbone": "ssl"}
+
 
 @pytest.mark.slow
 def test_sigkill_mid_job_then_a_new_worker_finishes_it(sqlite_workspace: Workspace, tmp_path: Path):
     ws = sqlite_workspace
-    project = make_project(ws, tmp_path / "images", settings={"ssl_epochs": 1000})
+    project = make_project(ws, tmp_path / "images", settings=SLOW)
     job = project.representation_status().latest
     assert job is not None and job.status == "queued"
     worker = start_worker(ws)
@@ -76,7 +79,7 @@ def test_a_stopped_worker_puts_its_job_back_in_the_queue(
     sqlite_workspace: Workspace, tmp_path: Path
 ):
     ws = sqlite_workspace
-    project = make_project(ws, tmp_path / "images", settings={"ssl_epochs": 1000})
+    project = make_project(ws, tmp_path / "images", settings=SLOW)
     job = project.representation_status().latest
     worker = start_worker(ws)
     try:

@@ -25,7 +25,7 @@ def test_the_typicality_strategies_are_settings() -> None:
 
 def test_a_torchvision_backbone_needs_local_weights_of_a_safe_kind(tmp_path: Path) -> None:
     base = ProjectSettings()
-    assert base.backbone == "ssl" and base.backbone_weights == ""
+    assert base.backbone == "hog" and base.backbone_weights == ""
     weights = tmp_path / "resnet18.safetensors"
     weights.write_bytes(b"not read by the validation")
     chosen = base.updated(backbone="torchvision:resnet18", backbone_weights=str(weights))
@@ -33,7 +33,7 @@ def test_a_torchvision_backbone_needs_local_weights_of_a_safe_kind(tmp_path: Pat
     (tmp_path / "resnet18.pth").write_bytes(b"")
     base.updated(backbone="torchvision:resnet18", backbone_weights=str(tmp_path / "resnet18.pth"))
     refused = [
-        ({"backbone": "imagenet"}, "backbone must be 'ssl' or 'torchvision:<architecture>'"),
+        ({"backbone": "imagenet"}, "backbone must be 'hog', 'ssl' or 'torchvision:<arch"),
         ({"backbone": "torchvision:Res Net"}, "backbone must be"),
         ({"backbone": "torchvision:resnet18"}, "needs backbone_weights"),
         (
