@@ -378,3 +378,15 @@ def labeled_samples(session: Session, project_id: int) -> list[tuple[int, str, s
         .order_by(Sample.id)
     )
     return [(int(i), str(p), str(label), str(split)) for i, p, label, split in rows]
+
+
+def pool_labels(session: Session, project_id: int) -> list[tuple[int, str | None]]:
+    """(sample_id, label or None) of the project's pool samples (not rejected ones)."""
+    rows = session.execute(
+        select(Sample.id, Sample.label).where(
+            Sample.project_id == project_id,
+            Sample.split == "pool",
+            Sample.status != "rejected",
+        )
+    )
+    return [(int(i), label) for i, label in rows]

@@ -14,7 +14,7 @@ from typing import Any
 
 from activelearn.core.learner import FittedModel, Learner, LearnerSpec
 
-DEFAULT_LEARNER = "cnn"
+DEFAULT_LEARNER = "embedding"  # heads on the pool's embeddings (benchmarks/label_efficiency.md)
 
 
 def _cnn() -> Any:

@@ -124,12 +124,21 @@ def representation_config(
     )
 
 
+# HOG's orientations are unsigned, so mirror images (a left and a right arrow) share their HOG:
+# a pixel PCA joined to it tells them apart, and on the demo lifts 1-NN from 96.0% to 96.8%.
+PIXEL_COMPONENTS = 30
+
+
 def feature_config(settings: ProjectSettings, *, device: str = "auto") -> FeatureConfig:
-    """What the stage fits for the project's `backbone` setting: HOG at two scales (hog, the
-    default), HOG joined with an SSL encoder trained on the pool (ssl)."""
-    if settings.backbone == SSL_BACKBONE:
-        return FeatureConfig(ssl=representation_config(settings, device=device))
-    return FeatureConfig()
+    """What the stage fits for the project's `backbone` setting: HOG at two scales joined with a
+    pixel PCA (hog, the default), the same joined with an SSL encoder trained on the pool
+    (ssl)."""
+    ssl = (
+        representation_config(settings, device=device)
+        if settings.backbone == SSL_BACKBONE
+        else None
+    )
+    return FeatureConfig(pixel_components=PIXEL_COMPONENTS, ssl=ssl)
 
 
 def compute_features(

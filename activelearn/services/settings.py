@@ -26,7 +26,7 @@ WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt")
 
 @dataclass(frozen=True)
 class ProjectSettings:
-    strategy: str = "bald"  # a name in activelearn.core.strategies.STRATEGIES
+    strategy: str = "auto"  # a name in activelearn.core.strategies.STRATEGIES
     learner: str = DEFAULT_LEARNER  # a name in activelearn.core.learners.LEARNERS
     backbone: str = HOG_BACKBONE  # hog | ssl | torchvision:<architecture> (representation stage)
     backbone_weights: str = ""  # local weights of a torchvision backbone (never downloaded)

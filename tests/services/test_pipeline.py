@@ -116,7 +116,7 @@ def test_the_pipeline_runs_any_registered_learner(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setitem(learners.LEARNERS, "prior", lambda: PriorLearner)
     pixels = np.zeros((6, 1, 8, 8), dtype=np.uint8)
     labels = np.array([0, 0, 0, 1, 1, 2])  # frequencies 1/2, 1/3, 1/6
-    settings = ProjectSettings(learner="prior", members=2, image_size=8)
+    settings = ProjectSettings(learner="prior", strategy="bald", members=2, image_size=8)
     result = train_and_score(
         train_pixels=pixels,
         train_labels=labels,

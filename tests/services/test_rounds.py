@@ -25,6 +25,8 @@ from db.models import Round, RoundMetric, SampleScore, TrainingEpoch
 CLASSES = ["left", "right", "top"]
 SIZE = 12
 TINY = {
+    "learner": "cnn",  # these tests are about the CNN ensemble's rounds
+    "strategy": "bald",
     "members": 2,
     "epochs": 2,
     "batch_size": 16,

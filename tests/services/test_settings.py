@@ -10,9 +10,9 @@ from activelearn.errors import InvalidSetting
 from activelearn.services.settings import KNOWN_LEARNERS, ProjectSettings
 
 
-def test_learners_come_from_the_registry_and_cnn_stays_the_default() -> None:
+def test_learners_come_from_the_registry_and_the_embedding_learner_is_the_default() -> None:
     assert KNOWN_LEARNERS == ("cnn", "embedding")
-    assert ProjectSettings().learner == "cnn"
+    assert ProjectSettings().learner == "embedding" and ProjectSettings().strategy == "auto"
     assert ProjectSettings().updated(learner="embedding").learner == "embedding"
     with pytest.raises(InvalidSetting, match="unknown learner 'nope'; known: cnn, embedding"):
         ProjectSettings().updated(learner="nope")

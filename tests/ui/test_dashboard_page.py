@@ -140,3 +140,20 @@ def test_rejected_tab_lists_and_restores(built: DashboardFixture) -> None:
     assert any("back in the pool" in str(s.value) for s in at.success)
     assert "Rejected (0)" in [tab.label for tab in at.tabs]
     assert project.rejected().empty
+
+
+def test_embedding_map_before_the_first_round(page_env: tuple[str, Path], tmp_path: Path) -> None:
+    from tests.services.test_representation import run_queued
+    from tests.services.test_rounds import make_project
+
+    url, data_dir = page_env
+    with Workspace(url, data_dir=data_dir) as ws:
+        make_project(ws, tmp_path / "images", settings={"ssl_epochs": 1})
+        assert run_queued(ws) == "succeeded"
+    at = _run("tiny")
+    assert not at.exception, at.exception
+    assert "The pool in the representation's space" in _titles(at)
+    captions = " ".join(str(c.value) for c in at.caption)
+    assert "1-nearest-neighbour agreement of the 12 labeled pool samples" in captions
+    at.radio(key="embedding_map_color").set_value("Mutual information").run()
+    assert not at.exception, at.exception

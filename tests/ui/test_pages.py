@@ -160,6 +160,7 @@ def test_exhausted_pool_says_so(app_env: Workspace, project: Project) -> None:
 def test_why_panel_and_grid_prefill_after_a_round(
     app_env: Workspace, project: Project, tmp_path: Path
 ) -> None:
+    project.update_settings(learner="cnn", strategy="bald")  # a round without embeddings
     for _ in range(12):
         task = project.next_task("seed")
         project.submit(task.id, label=CLASSES[task.sample_id % 3], annotator="seed")

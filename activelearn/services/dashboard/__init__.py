@@ -39,6 +39,7 @@ from activelearn.services.dashboard.curves import (
     simulation_summary,
     training_curves,
 )
+from activelearn.services.dashboard.embedding_map import EmbeddingMap, embedding_map
 from activelearn.services.dashboard.evaluation import (
     RoundDetails,
     ece_over_rounds,
@@ -90,6 +91,7 @@ __all__ = [
     "SCATTER_POINTS",
     "SCATTER_TOP",
     "SIMULATION_STRATEGY",
+    "EmbeddingMap",
     "LabelStats",
     "LearningCurves",
     "Overview",
@@ -107,6 +109,7 @@ __all__ = [
     "backfill_pool_summaries",
     "compute_pool_view",
     "ece_over_rounds",
+    "embedding_map",
     "eval_accuracy_above",
     "find_label_errors",
     "label_issues",

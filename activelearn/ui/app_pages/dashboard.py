@@ -18,6 +18,7 @@ from activelearn.core.ood_text import OOD_SCORE_MEANING
 from activelearn.services import dashboard as data
 from activelearn.services import export
 from activelearn.ui import charts, components, state
+from activelearn.ui.embedding_map import section_embedding_map
 from activelearn.ui.rejected import section_rejected
 
 THRESHOLD_KEY = "dashboard_threshold"
@@ -528,6 +529,8 @@ if latest is None:
     )
     st.header("Labels and people")
     section_labels(stats, None, classes)
+    st.header("Embedding map")
+    section_embedding_map(project, None, list(classes))
     st.header("Rejected samples")
     section_rejected(project)
     st.header("Export")
@@ -557,6 +560,7 @@ section_stopping(advice, curves.curves)
 (
     tab_learning,
     tab_pool,
+    tab_map,
     tab_calibration,
     tab_selective,
     tab_labels,
@@ -567,6 +571,7 @@ section_stopping(advice, curves.curves)
     [
         "Learning curves",
         "Pool uncertainty",
+        "Embedding map",
         "Calibration",
         "Selective classification",
         "Labels and people",
@@ -579,6 +584,8 @@ with tab_learning:
     section_learning(curves, training, latest.id)
 with tab_pool:
     section_pool(view, classes)
+with tab_map:
+    section_embedding_map(project, latest.id, list(classes))
 with tab_calibration:
     section_calibration(details, curves.curves)
 with tab_selective:
