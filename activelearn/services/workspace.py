@@ -115,9 +115,14 @@ def validate_classes(classes: list[str]) -> list[str]:
             raise InvalidClasses(
                 f"class name too long (over {MAX_CLASS_NAME} characters): {name[:40]}…"
             )
-    duplicates = sorted({name for name in cleaned if cleaned.count(name) > 1})
+    # Cat, cat and CAT are one class to a person: refuse them together, whatever the case.
+    folded = [name.casefold() for name in cleaned]
+    duplicates = sorted({name for name, key in zip(cleaned, folded) if folded.count(key) > 1})
     if duplicates:
-        raise InvalidClasses(f"duplicate class names: {', '.join(duplicates)}")
+        raise InvalidClasses(
+            f"duplicate class names (upper and lower case count as the same): "
+            f"{', '.join(duplicates)}"
+        )
     return cleaned
 
 

@@ -14,6 +14,7 @@ from activelearn import Project, Workspace
 from activelearn.services import rounds
 from activelearn.ui.app_pages import grid as grid_page
 from activelearn.ui.app_pages import label as label_page
+from activelearn.ui.app_pages import setup as setup_page
 from activelearn.ui.components import md, ranking_badge
 from tests.conftest import png_bytes, write_images
 from tests.services.test_rounds import run_one
@@ -224,15 +225,15 @@ def test_create_project_and_switch(app_env: Workspace) -> None:
     at = new_app().run()
     at.switch_page(f"{PAGES}/setup.py").run()
     at.text_input(key="new_project_name").input("birds")
-    at.text_area(key="new_project_classes").input("owl, <b>fox</b>\nwren")
+    at.text_area(key="new_project_classes").input("owl\n<b>fox</b>\nwren")
     at.button(key="create_project").click().run()
     assert not at.exception, at.exception
     assert app_env.project("birds").classes == ["owl", "<b>fox</b>", "wren"]
     assert at.selectbox(key="project_picker").value == "birds"
-    assert "Created project 'birds'" in at.success[0].value
+    assert "Created project birds (3 classes)" in at.success[0].value
     # A bad request is explained in words.
     at.text_input(key="new_project_name").input("birds")
-    at.text_area(key="new_project_classes").input("a, b")
+    at.text_area(key="new_project_classes").input("a\nb")
     at.button(key="create_project").click().run()
     assert "already exists" in at.error[0].value
     # Switching back through the sidebar.
@@ -287,11 +288,13 @@ def test_settings_and_retrain_now(
     started: list[Workspace] = []
     # The worker itself is tested with the rounds; here it must not train in the background.
     monkeypatch.setattr(rounds, "ensure_worker", lambda ws, **_: started.append(ws) or True)
+    task = project.next_task("seed")
+    project.submit(task.id, label="cat", annotator="seed")
     at = new_app().run()
     at.switch_page(f"{PAGES}/setup.py").run()
-    at.selectbox(key="setting_strategy").select("entropy")
-    at.number_input(key="setting_members").set_value(3)
-    at.number_input(key="setting_retrain_every").set_value(7)
+    at.selectbox(key=setup_page.setting_key(project, "strategy")).select("entropy")
+    at.number_input(key=setup_page.setting_key(project, "members")).set_value(3)
+    at.number_input(key=setup_page.setting_key(project, "retrain_every")).set_value(7)
     at.button(key="save_settings").click().run()
     assert not at.exception, at.exception
     settings = project.settings

@@ -1,0 +1,147 @@
+"""Issue 16: what a first real project tripped over, page by page (AppTest)."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from activelearn import InvalidClasses, Project, Workspace
+from activelearn.ui.app_pages import setup as setup_page
+from tests.conftest import png_bytes
+from tests.ui.conftest import PAGES, new_app
+
+
+def setup_app() -> object:
+    at = new_app().run()
+    at.switch_page(f"{PAGES}/setup.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+# ------------------------------------------------------------------ item 1: settings
+
+
+def test_saving_after_a_project_switch_keeps_the_new_projects_settings(
+    app_env: Workspace, project: Project
+) -> None:
+    other = app_env.create_project("other", ["a", "b"], settings={"audit_share": 0.1})
+    project.update_settings(audit_share=0.0, members=2)
+    at = setup_app()
+    assert at.number_input(key=setup_page.setting_key(project, "audit_share")).value == 0.0
+    at.selectbox(key="project_picker").select("other").run()
+    assert not at.exception, at.exception
+    # The form now shows the other project's values...
+    assert at.number_input(key=setup_page.setting_key(other, "audit_share")).value == 10.0
+    # ...and saving it unchanged writes them back unchanged.
+    at.button(key="save_settings").click().run()
+    assert not at.exception, at.exception
+    assert other.settings.audit_share == pytest.approx(0.1)
+    assert other.settings.members == 5
+    assert project.settings.audit_share == 0.0
+
+
+def test_image_size_and_channels_are_shown_and_changed(
+    app_env: Workspace, project: Project
+) -> None:
+    at = setup_app()
+    assert at.number_input(key=setup_page.setting_key(project, "image_size")).value == 28
+    assert at.selectbox(key=setup_page.setting_key(project, "channels")).value == 1
+    at.number_input(key=setup_page.setting_key(project, "image_size")).set_value(64)
+    at.selectbox(key=setup_page.setting_key(project, "channels")).select(3)
+    at.button(key="save_settings").click().run()
+    assert not at.exception, at.exception
+    assert (project.settings.image_size, project.settings.channels) == (64, 3)
+
+
+# ------------------------------------------------------------------ item 5: class names
+
+
+def test_class_names_are_one_per_line_never_split_at_commas() -> None:
+    text = "Northern cardinal (Cardinalis cardinalis), adult male\n\n  Blue jay  \nfox, red\n"
+    assert setup_page.parse_classes(text) == [
+        "Northern cardinal (Cardinalis cardinalis), adult male",
+        "Blue jay",
+        "fox, red",
+    ]
+
+
+def test_classes_differing_only_in_case_are_refused(app_env: Workspace) -> None:
+    with pytest.raises(InvalidClasses, match="Cat, cat"):
+        app_env.create_project("pets", ["Cat", "cat", "dog"])
+    at = setup_app()
+    at.text_input(key="new_project_name").input("pets")
+    at.text_area(key="new_project_classes").input("Cat\ndog\ncat\nCAT")
+    at.button(key="create_project").click().run()
+    assert not at.exception, at.exception
+    assert "upper and lower case count as the same" in at.error[0].value
+    assert "pets" not in [p.name for p in app_env.projects()]
+
+
+def test_adding_a_class_that_differs_only_in_case_is_refused(project: Project) -> None:
+    with pytest.raises(InvalidClasses, match="case"):
+        project.add_classes(["Dog"])
+    assert project.add_classes(["dog", "owl, barn"]) == ["cat", "dog", "bird", "owl, barn"]
+
+
+# ------------------------------------------------------------------ item 7: round controls
+
+
+def test_retrain_now_is_off_until_there_is_a_label(app_env: Workspace, project: Project) -> None:
+    at = setup_app()
+    assert at.button(key="retrain_now").disabled
+    assert any("Label at least one pool sample first" in c.value for c in at.caption)
+    # The callback checks again (the button may have been drawn before the labels went).
+    setup_page.on_retrain(app_env, project)
+    assert project.active_round() is None
+    task = project.next_task("ana")
+    project.submit(task.id, label="cat", annotator="ana")
+    at.run()
+    assert not at.button(key="retrain_now").disabled
+
+
+# ------------------------------------------------------------------ item 10: small things
+
+
+def test_create_form_is_cleared_and_its_message_is_plain_text(app_env: Workspace) -> None:
+    at = setup_app()
+    at.text_input(key="new_project_name").input("**birds** [x](y)")
+    at.text_area(key="new_project_classes").input("owl\nwren")
+    at.button(key="create_project").click().run()
+    assert not at.exception, at.exception
+    # Shown as typed, not as bold text and a link.
+    assert r"\*\*birds\*\* \[x\]\(y\)" in at.success[0].value
+    assert at.text_input(key="new_project_name").value == ""
+    assert at.text_area(key="new_project_classes").value == ""
+
+
+def test_an_old_import_report_does_not_stay_under_a_new_error(
+    app_env: Workspace, project: Project, tmp_path: Path
+) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("z.png", png_bytes(900))
+    at = setup_app()
+    at.file_uploader(key="import_zip_file").upload("pack.zip", buffer.getvalue(), "application/zip")
+    at.run()
+    at.button(key="import_zip").click().run()
+    assert any("Import report" in m.value for m in at.markdown)
+    at.text_input(key="import_folder_path").input(str(tmp_path / "nowhere"))
+    at.button(key="import_folder").click().run()
+    assert at.error
+    assert not any("Import report" in m.value for m in at.markdown)
+
+
+def test_projects_table_counts_match_the_status_bar(app_env: Workspace, project: Project) -> None:
+    task = project.next_task("ana")
+    project.submit(task.id, label="cat", annotator="ana")
+    at = setup_app()
+    [table] = [frame.value for frame in at.dataframe if "project" in frame.value.columns]
+    row = table.set_index("project").loc["tiny"]
+    status = project.status()
+    assert row["labeled"] == status.n_labeled + status.n_eval == 1
+    assert row["of"] == status.n_pool + status.n_eval == 30
+    assert row["model"] == "none yet"
+    assert "None" not in table.astype(str).to_numpy().ravel().tolist()
