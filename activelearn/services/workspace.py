@@ -117,7 +117,9 @@ def validate_classes(classes: list[str]) -> list[str]:
             )
     # Cat, cat and CAT are one class to a person: refuse them together, whatever the case.
     folded = [name.casefold() for name in cleaned]
-    duplicates = sorted({name for name, key in zip(cleaned, folded) if folded.count(key) > 1})
+    duplicates = sorted(
+        {name for name, key in zip(cleaned, folded, strict=True) if folded.count(key) > 1}
+    )
     if duplicates:
         raise InvalidClasses(
             f"duplicate class names (upper and lower case count as the same): "
