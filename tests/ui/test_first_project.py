@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import io
 import zipfile
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from activelearn import InvalidClasses, Project, Workspace
+from activelearn import InvalidClasses, Project, Task, Workspace
+from activelearn.ui import components
+from activelearn.ui.app_pages import grid as grid_page
 from activelearn.ui.app_pages import setup as setup_page
 from tests.conftest import png_bytes
-from tests.ui.conftest import PAGES, new_app
+from tests.services.test_rounds import run_one
+from tests.ui.conftest import CLASSES, PAGES, new_app, signed_in
 
 
 def setup_app() -> object:
@@ -145,3 +149,105 @@ def test_projects_table_counts_match_the_status_bar(app_env: Workspace, project:
     assert row["of"] == status.n_pool + status.n_eval == 30
     assert row["model"] == "none yet"
     assert "None" not in table.astype(str).to_numpy().ravel().tolist()
+
+
+# ------------------------------------------------------------------ items 2 and 3: the grid
+
+
+def _trained(app_env: Workspace, project: Project) -> None:
+    for _ in range(12):
+        task = project.next_task("seed")
+        project.submit(task.id, label=CLASSES[task.sample_id % 3], annotator="seed")
+    project.request_round(requested_by="test")
+    assert run_one(app_env, project) == "succeeded"
+
+
+def test_grid_stores_a_suggestion_only_when_accepted(app_env: Workspace, project: Project) -> None:
+    _trained(app_env, project)
+    before = len(project.labels())
+    at = signed_in("ana", page="grid.py")
+    tasks = at.session_state["grid_tasks"][2]
+    guesses = {task.id: grid_page.predicted_label(task, CLASSES) for task in tasks}
+    assert all(guesses.values())
+    picked, accepted, skipped = tasks[0], tasks[1], tasks[2]
+    other = next(name for name in CLASSES if name != guesses[picked.id])
+    at.selectbox(key=grid_page.cell_key(picked)).set_value(other)
+    at.checkbox(key=grid_page.accept_key(accepted)).check()
+    at.checkbox(key=grid_page.skip_key(skipped)).check()
+    at.button(key="grid_submit").click().run()
+    assert not at.exception, at.exception
+    mine = project.labels().query("annotator == 'ana'").set_index("sample_id")["label"].to_dict()
+    # Nine cells left alone stored nothing: no guess was taken for a label.
+    assert mine == {picked.sample_id: other, accepted.sample_id: guesses[accepted.id]}
+    assert len(project.labels()) == before + 2
+    assert "Stored 2 labels. Skipped 1. 9 not decided" in at.success[0].value
+    # One action accepts every suggestion shown (a pick or a skip still wins).
+    page = at.session_state["grid_tasks"][2]
+    # 18 open: the 9 undecided are held back from this page, which takes the 6 others and,
+    # behind them, the skipped one.
+    assert {t.sample_id for t in page} & {t.sample_id for t in tasks} == {skipped.sample_id}
+    assert len(page) == 7
+    at.checkbox(key=grid_page.skip_key(page[0])).check()
+    at.button(key="grid_accept_all").click().run()
+    assert not at.exception, at.exception
+    mine = project.labels().query("annotator == 'ana'").set_index("sample_id")["label"].to_dict()
+    for task in page[1:]:
+        assert mine[task.sample_id] == grid_page.predicted_label(task, CLASSES)
+    assert page[0].sample_id not in mine
+
+
+def test_grid_cells_are_named_for_screen_readers(app_env: Workspace, project: Project) -> None:
+    at = signed_in("ana", page="grid.py")
+    tasks = at.session_state["grid_tasks"][2]
+    labels = [at.selectbox(key=grid_page.cell_key(task)).label for task in tasks]
+    assert len(set(labels)) == len(tasks)
+    assert all(label.startswith("Label for img") for label in labels)
+
+
+def test_grid_samples_held_before_round_one_are_not_served_as_cold_start(
+    app_env: Workspace, project: Project
+) -> None:
+    at = signed_in("ana", page="grid.py")
+    held = {task.sample_id for task in at.session_state["grid_tasks"][2]}
+    assert len(held) == 12
+    _trained(app_env, project)
+    at.switch_page(f"{PAGES}/label.py").run()
+    assert not at.exception, at.exception
+    task = at.session_state["label_task"][2]
+    assert task.strategy == "bald", "the grid's cold-start leases were given back on leaving it"
+    why = " ".join(m.value for m in at.markdown)
+    assert "Cold start: random order" not in why
+
+
+def test_why_text_for_a_cold_start_pick_scored_since() -> None:
+    task = Task(
+        id=1,
+        sample_id=1,
+        image="x.png",
+        rank=None,
+        strategy="cold_start",
+        round_id=None,
+        expires_at=datetime(2030, 1, 1),
+        scores={"mutual_information": 0.3},
+    )
+    text = components.why_chosen(task)
+    assert "before the first model" in text and "Cold start: random order" not in text
+
+
+# ------------------------------------------------------------------ item 10: who is labeling
+
+
+def test_change_annotator_gives_the_sample_back(app_env: Workspace, project: Project) -> None:
+    at = signed_in("ana")
+    task = at.session_state["label_task"][2]
+    at.button(key="annotator_change").click().run()
+    assert not at.exception, at.exception
+    others = {t.sample_id for t in project.next_tasks("bo", count=30)}
+    assert task.sample_id in others
+
+
+def test_annotator_names_ignore_case(app_env: Workspace, project: Project) -> None:
+    task = project.next_task("ana")
+    project.submit(task.id, label="cat", annotator="ana")
+    at = signed_in("ANA")
+    assert at.session_state["annotator"] == "ana"

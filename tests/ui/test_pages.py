@@ -174,14 +174,15 @@ def test_why_panel_and_grid_prefill_after_a_round(
         task.scores["mutual_information"], abs=1e-3
     )
     assert any("Members' top class" in m.value for m in at.markdown)
-    # The grid's cells start at the ensemble's prediction.
+    # The grid's cells start undecided, the ensemble's prediction offered as a suggestion.
     at.switch_page(f"{PAGES}/grid.py").run()
     assert not at.exception, at.exception
     tasks = at.session_state["grid_tasks"][2]
     for task in tasks:
         expected = grid_page.predicted_label(task, CLASSES)
         assert expected is not None
-        assert at.selectbox(key=grid_page.cell_key(task)).value == expected
+        assert at.selectbox(key=grid_page.cell_key(task)).value is None
+        assert at.checkbox(key=grid_page.accept_key(task)).label == f"Accept: {expected}"
 
 
 # ------------------------------------------------------------------ grid
@@ -211,11 +212,13 @@ def test_grid_blank_cells_go_back_to_the_queue(app_env: Workspace, project: Proj
     at.selectbox(key=grid_page.cell_key(tasks[0])).set_value("bird")
     at.button(key="grid_submit").click().run()
     assert list(project.labels()["sample_id"]) == [tasks[0].sample_id]
-    assert "11 left blank went back to the queue" in at.success[0].value
-    # Released, not skipped: they keep their place at the front of the queue, so the next page
-    # (of the same cold-start order) starts with them again.
+    assert "11 not decided went back to the queue" in at.success[0].value
+    # Released, not skipped, but not straight back to the same annotator: the next page is
+    # other samples, and the undecided ones are open for the next annotator.
     following = {task.sample_id for task in at.session_state["grid_tasks"][2]}
-    assert {task.sample_id for task in tasks[1:]} <= following
+    assert not following & {task.sample_id for task in tasks}
+    other = {task.sample_id for task in project.next_tasks("bo", count=11)}
+    assert other == {task.sample_id for task in tasks[1:]}
 
 
 # ------------------------------------------------------------------ project setup
