@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import html
 import itertools
+import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
@@ -29,6 +31,7 @@ METRIC_TITLES = {
     "nll": "Negative log-likelihood (nats)",
     "ece": "Expected calibration error",
 }
+METRIC_BOUNDS = {"accuracy": (0.0, 1.0), "ece": (0.0, 1.0), "nll": (0.0, math.inf)}
 METRIC_READING = {
     "accuracy": "higher is better",
     "nll": "lower is better; it punishes confident mistakes",
@@ -62,15 +65,53 @@ def file_name(path: object) -> str:
     return PurePath(str(path)).name or str(path)
 
 
+TITLE_LINE_CHARS = 34  # fits a chart a quarter of a 1280 px page wide (four histograms a row)
+
+
+def wrap_title(title: str, width: int = TITLE_LINE_CHARS) -> str:
+    """A chart title broken into lines of at most `width` characters (Plotly does not wrap: a
+    long title is cut at the chart's edge). Titles hold no user text, so <br> is ours."""
+    # A parenthesis stays whole on one line: "(ECE 0.031)", "(round 3)".
+    words = re.split(r"\s+(?![^()]*\))", title.strip())
+    lines: list[str] = []
+    for word in words:
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return "<br>".join(lines) or title
+
+
 def _layout(figure: go.Figure, *, title: str, x_title: str, y_title: str) -> go.Figure:
+    text = wrap_title(title)
+    lines = text.count("<br>") + 1
     figure.update_layout(
-        title={"text": title},
+        title={"text": text},
         xaxis_title={"text": x_title},
         yaxis_title={"text": y_title},
-        margin={"l": 60, "r": 20, "t": 60, "b": 50},
+        margin={"l": 60, "r": 20, "t": 40 + 22 * lines, "b": 50},
         legend={"orientation": "h", "yanchor": "bottom", "y": -0.35, "x": 0},
     )
     return figure
+
+
+def integer_ticks(values: Sequence[float]) -> dict[str, Any]:
+    """Axis settings for a count (labels, epochs, samples): whole-number ticks only, never 24.5.
+    Few distinct values are ticked exactly; more get Plotly's ticks, at least 1 apart."""
+    distinct = sorted({round(float(v)) for v in values if v is not None and not math.isnan(v)})
+    if 0 < len(distinct) <= 8:
+        return {"tickmode": "array", "tickvals": distinct, "ticktext": [f"{v:,}" for v in distinct]}
+    # Nine or more whole numbers span at least 8, so Plotly's ticks are at least 1 apart.
+    return {"tickformat": ",d"}
+
+
+def _count_axis(values: Sequence[float]) -> dict[str, Any]:
+    """A y axis of counts from zero: whole numbers only (one apart when the counts are small)."""
+    top = max([v for v in values if v is not None] or [0])
+    settings: dict[str, Any] = {"rangemode": "tozero", "tickformat": ",d"}
+    if top <= 10:
+        settings["dtick"] = 1
+    return settings
 
 
 def _band(
@@ -80,10 +121,13 @@ def _band(
     *,
     name: str,
     color: str,
+    bounds: tuple[float, float] | None = None,
 ) -> go.Scatter:
-    """A filled ±1 standard-error band: the upper edge left to right, the lower one back."""
-    upper = [m + s for m, s in zip(mean, se, strict=True)]
-    lower = [m - s for m, s in zip(mean, se, strict=True)]
+    """A filled ±1 standard-error band: the upper edge left to right, the lower one back.
+    `bounds`: (low, high) the metric cannot leave (accuracy in [0, 1]); the band is clipped."""
+    low, high = bounds if bounds is not None else (-math.inf, math.inf)
+    upper = [min(m + s, high) for m, s in zip(mean, se, strict=True)]
+    lower = [max(m - s, low) for m, s in zip(mean, se, strict=True)]
     return go.Scatter(
         x=[*x, *reversed(x)],
         y=[*upper, *reversed(lower)],
@@ -110,10 +154,12 @@ def _add_curve_with_band(
     color: str,
     line: dict[str, Any],
     hover: str,
-) -> None:
-    """A mean curve over labels, with its ±1 SE band when every point has one."""
+) -> bool:
+    """A mean curve over labels, with its ±1 SE band when every point has one; True when the
+    band was drawn."""
     se_column = f"{metric}_se"
-    if se_column in frame and frame[se_column].notna().all():
+    banded = bool(se_column in frame and len(frame) and frame[se_column].notna().all())
+    if banded:
         figure.add_trace(
             _band(
                 frame["n_labels"].tolist(),
@@ -121,6 +167,7 @@ def _add_curve_with_band(
                 frame[se_column].tolist(),
                 name=f"{name} ±1 SE",
                 color=color,
+                bounds=METRIC_BOUNDS.get(metric),
             )
         )
     figure.add_trace(
@@ -133,6 +180,7 @@ def _add_curve_with_band(
             hovertemplate=f"{hover}: %{{x}} labels: %{{y:.4f}}<extra></extra>",
         )
     )
+    return banded
 
 
 def learning_curve_chart(
@@ -152,6 +200,7 @@ def learning_curve_chart(
     figure = go.Figure()
     ensemble = curves[curves["member"] == -1].sort_values("n_labels")
     members = curves[curves["member"] >= 0]
+    drawn = {"members": not members.empty, "random": False, "band": False}
     for member, rows in members.groupby("member", sort=True):
         rows = rows.sort_values("n_labels")
         figure.add_trace(
@@ -167,6 +216,7 @@ def learning_curve_chart(
             )
         )
     if simulation is not None and not simulation.empty and metric in simulation:
+        drawn["random"] = True
         _add_curve_with_band(
             figure,
             simulation.sort_values("n_labels").dropna(subset=[metric]),
@@ -178,7 +228,7 @@ def learning_curve_chart(
             hover="random",
         )
     if not ensemble.empty:
-        _add_curve_with_band(
+        drawn["band"] = _add_curve_with_band(
             figure,
             ensemble,
             metric,
@@ -188,12 +238,23 @@ def learning_curve_chart(
             line={"color": ENSEMBLE_COLOR, "width": 3},
             hover="ensemble",
         )
-    title = f"{METRIC_TITLES[metric]} on the evaluation set"
-    _layout(figure, title=title, x_title="Labels", y_title=METRIC_TITLES[metric])
+    _layout(figure, title=METRIC_TITLES[metric], x_title="Labels", y_title=METRIC_TITLES[metric])
+    figure.update_xaxes(**integer_ticks(curves["n_labels"].tolist()))
+    if metric in ("accuracy", "ece"):
+        figure.update_yaxes(range=[0, 1.02], tickformat=".0%" if metric == "accuracy" else None)
+    else:
+        figure.update_yaxes(rangemode="tozero")
+    parts = ["thick line the ensemble"]
+    if drawn["members"]:
+        parts.append("dotted grey lines its members")
+    if drawn["band"]:
+        parts.append("shading ±1 standard error")
+    if drawn["random"]:
+        parts.append("dashed orange random sampling (simulation)")
     caption = (
-        f"{METRIC_TITLES[metric]} ({METRIC_READING[metric]}) after each round against the labels "
-        "it trained on: thick line the ensemble, dotted lines its members, shading ±1 standard "
-        "error; a flattening curve means more labels buy little."
+        f"{METRIC_TITLES[metric]} on the evaluation set ({METRIC_READING[metric]}) after each "
+        f"round against the labels it trained on: {', '.join(parts)}; a flattening curve means "
+        "more labels buy little."
     )
     return Chart(figure, caption)
 
@@ -228,11 +289,20 @@ def training_curve_chart(epochs: pd.DataFrame, *, round_id: int | None = None) -
             )
     title = "Training loss per epoch" + (f" (round {round_id})" if round_id is not None else "")
     _layout(figure, title=title, x_title="Epoch", y_title="Cross-entropy loss (nats)")
-    caption = (
-        "Each member's training loss (solid) and validation loss (dashed) per epoch in the latest "
-        "round: curves that still fall at the end want more epochs; validation loss rising while "
-        "training loss falls means overfitting."
-    )
+    if not epochs.empty:
+        figure.update_xaxes(**integer_ticks(epochs["epoch"].tolist()))
+    validated = "val_loss" in epochs and bool(epochs["val_loss"].notna().any())
+    if validated:
+        caption = (
+            "Each member's training loss (solid) and validation loss (dashed) per epoch in the "
+            "latest round: curves that still fall at the end want more epochs; validation loss "
+            "rising while training loss falls means overfitting."
+        )
+    else:
+        caption = (
+            "Each member's training loss per epoch in the latest round (no validation split was "
+            "held out): curves that still fall at the end want more epochs."
+        )
     return Chart(figure, caption)
 
 
@@ -277,14 +347,18 @@ def score_histogram_chart(
     figure.update_layout(barmode="overlay")
     _layout(
         figure,
-        title=f"{title_name.split(' (')[0]} over the unlabeled pool",
+        title=f"{title_name.split(' (')[0]} over the pool",
         x_title=title_name,
         y_title="Share of the pool",
     )
-    caption = (
-        f"How {title_name.split(' (')[0].lower()} is spread over the pool, this round (blue) over "
-        "the previous one (grey): mass moving left means the model grows surer of the pool."
-    )
+    spread = f"How {title_name.split(' (')[0].lower()} is spread over the pool"
+    if previous is not None:
+        caption = (
+            f"{spread}, this round (blue) over the previous one (grey): mass moving left means "
+            "the model grows surer of the pool."
+        )
+    else:
+        caption = f"{spread} this round (the first, so nothing to compare with yet)."
     return Chart(figure, caption)
 
 
@@ -415,6 +489,8 @@ def ece_over_rounds_chart(rounds: pd.DataFrame) -> Chart:
         x_title="Labels",
         y_title="Expected calibration error",
     )
+    figure.update_xaxes(**integer_ticks(rows["n_labels"].tolist()))
+    figure.update_yaxes(rangemode="tozero")
     caption = (
         "The ensemble's expected calibration error after each round (lower is better): a falling "
         "line means its confidence can be trusted more as labels come in."
@@ -474,6 +550,7 @@ def abstention_chart(
             x=list(thresholds),
             y=list(abstained_share),
             mode="lines",
+            line={"color": ENSEMBLE_COLOR},
             name="pool abstained on",
             hovertemplate="threshold %{x:.2f}: %{y:.1%} abstained<extra></extra>",
         )
@@ -483,6 +560,7 @@ def abstention_chart(
             x=list(thresholds),
             y=list(expected_accuracy),
             mode="lines",
+            line={"color": RANDOM_COLOR},
             name="expected accuracy on the rest",
             hovertemplate="threshold %{x:.2f}: expected accuracy %{y:.3f}<extra></extra>",
         )
@@ -491,15 +569,15 @@ def abstention_chart(
         figure.add_vline(x=threshold, line_dash="dot", line_color="red")
     _layout(
         figure,
-        title="Abstaining on the pool below a confidence threshold",
+        title="Abstaining below a confidence threshold",
         x_title="Confidence threshold",
         y_title="Share / accuracy",
     )
     figure.update_yaxes(range=[0, 1.02])
     caption = (
-        "Moving the threshold right abstains on more of the pool (blue); the model's expected "
-        "accuracy on what remains (orange) is its mean confidence there, honest only if it is "
-        "calibrated (see the reliability diagram)."
+        "Moving the threshold (dotted red line) right abstains on more of the pool (blue); the "
+        "model's expected accuracy on what remains (orange) is its mean confidence there, honest "
+        "only if it is calibrated (see the reliability diagram)."
     )
     return Chart(figure, caption)
 
@@ -553,6 +631,8 @@ def labels_per_class_chart(counts: pd.DataFrame, *, classes: Sequence[str]) -> C
     figure.update_layout(barmode="stack")
     _layout(figure, title="Labels per class", x_title="Class", y_title="Labeled samples")
     figure.update_xaxes(type="category")
+    totals = counts.groupby("label")["count"].sum().tolist() if not counts.empty else []
+    figure.update_yaxes(**_count_axis(totals))
     caption = (
         "How many samples carry each label, split into those the model trains on and those held "
         "out for evaluation: a short bar is a class the model has seen little of."
@@ -570,6 +650,8 @@ def labels_per_hour_chart(rows: pd.DataFrame) -> Chart:
     figure.update_layout(barmode="stack")
     _layout(figure, title="Labels per hour", x_title="Hour (UTC)", y_title="Labels given")
     figure.update_xaxes(type="category")
+    totals = rows.groupby("hour")["count"].sum().tolist() if not rows.empty else []
+    figure.update_yaxes(**_count_axis(totals))
     caption = (
         "Live labels (undone ones excluded) given in each hour, stacked by annotator: the pace "
         "of labeling and who carries it."
@@ -626,6 +708,7 @@ def stopping_chart(
             x=curve["n_labels"].tolist(),
             y=curve["accuracy"].tolist(),
             mode="lines+markers",
+            line={"color": ENSEMBLE_COLOR},
             name="ensemble accuracy",
         )
     )
@@ -640,6 +723,8 @@ def stopping_chart(
             )
         )
     _layout(figure, title="Recent learning-curve slope", x_title="Labels", y_title="Accuracy")
+    figure.update_xaxes(**integer_ticks(curve["n_labels"].tolist()))
+    figure.update_yaxes(range=[0, 1.02], tickformat=".0%")
     caption = (
         "The red line is fitted to the last rounds only: its steepness is the accuracy the next "
         "labels are likely to buy."
