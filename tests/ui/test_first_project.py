@@ -251,3 +251,19 @@ def test_annotator_names_ignore_case(app_env: Workspace, project: Project) -> No
     project.submit(task.id, label="cat", annotator="ana")
     at = signed_in("ANA")
     assert at.session_state["annotator"] == "ana"
+
+
+def test_import_report_lists_label_conflicts(app_env: Workspace, project: Project) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("cat/a.png", png_bytes(777))
+        archive.writestr("dog/a.png", png_bytes(777))
+    at = setup_app()
+    at.file_uploader(key="import_zip_file").upload("pets.zip", buffer.getvalue(), "application/zip")
+    at.run()
+    at.button(key="import_zip").click().run()
+    assert not at.exception, at.exception
+    assert "1 label conflicts (not imported)" in " ".join(w.value for w in at.warning)
+    [table] = [f.value for f in at.dataframe if "conflict" in f.value.columns]
+    assert list(table["file"]) == ["pets.zip!dog/a.png"]
+    assert "cat/a.png" in table["conflict"][0]

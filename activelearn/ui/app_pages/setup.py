@@ -184,9 +184,14 @@ def _import_report(project: Project) -> None:
     kind = st.success if report.accepted and not report.rejected else st.warning
     if not report.accepted and report.rejected:
         kind = st.error
+    if report.conflicts:
+        kind = st.warning
+    conflicts = (
+        f", {len(report.conflicts):,} label conflicts (not imported)" if report.conflicts else ""
+    )
     kind(
         f"{len(report.accepted):,} imported, {len(report.duplicates):,} duplicates skipped, "
-        f"{len(report.rejected):,} rejected."
+        f"{len(report.rejected):,} rejected{conflicts}."
     )
     st.text(report.summary())
     if report.rejected:
@@ -194,6 +199,14 @@ def _import_report(project: Project) -> None:
             pd.DataFrame(report.rejected, columns=["file", "reason"]),
             hide_index=True,
             width="stretch",
+        )
+    if report.conflicts:
+        st.markdown("**Label conflicts**: the same image already has another label")
+        st.dataframe(
+            pd.DataFrame(report.conflicts, columns=["file", "conflict"]),
+            hide_index=True,
+            width="stretch",
+            key="import_conflicts",
         )
     if report.duplicates:
         with st.expander(f"{len(report.duplicates):,} duplicates (already in the project)"):
