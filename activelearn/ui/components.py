@@ -164,8 +164,13 @@ def ranking_badge(status: ProjectStatus) -> tuple[str, str]:
 
 
 def status_panel(ws: Workspace, project: Project) -> None:
-    """Labeled / total, labels since the last round, the round's live progress: polled."""
-    _status_fragment(ws, project)
+    """Labeled / total, labels since the last round, the round's live progress: polled.
+
+    Inside one container: a progress bar or warning that comes and goes must not move the
+    widgets below it to new positions (Streamlit would remount them, losing their state).
+    """
+    with st.container(key="status_box"):
+        _status_fragment(ws, project)
 
 
 @st.fragment(run_every=STATUS_POLL_SECONDS)

@@ -82,7 +82,7 @@ def test_duplicate_with_a_different_label_is_a_conflict(
     [(path, reason)] = report.conflicts
     assert path == "one.zip!dog/a_copy.png"
     assert "cat/a.png" in reason and "'cat'" in reason and "'dog'" in reason
-    assert "label conflicts" in report.summary()
+    assert "1 label conflict (not imported)" in report.summary()
     # Against images already in the project: a manifest row labeling one differently.
     (tmp_path / "a.png").write_bytes(same)
     (tmp_path / "b.png").write_bytes(png_bytes(6))

@@ -40,7 +40,7 @@ def test_saving_after_a_project_switch_keeps_the_new_projects_settings(
     # The form now shows the other project's values...
     assert at.number_input(key=setup_page.setting_key(other, "audit_share")).value == 10.0
     # ...and saving it unchanged writes them back unchanged.
-    at.button(key="save_settings").click().run()
+    at.button(key=setup_page.setting_key(other, "save")).click().run()
     assert not at.exception, at.exception
     assert other.settings.audit_share == pytest.approx(0.1)
     assert other.settings.members == 5
@@ -55,7 +55,7 @@ def test_image_size_and_channels_are_shown_and_changed(
     assert at.selectbox(key=setup_page.setting_key(project, "channels")).value == 1
     at.number_input(key=setup_page.setting_key(project, "image_size")).set_value(64)
     at.selectbox(key=setup_page.setting_key(project, "channels")).select(3)
-    at.button(key="save_settings").click().run()
+    at.button(key=setup_page.setting_key(project, "save")).click().run()
     assert not at.exception, at.exception
     assert (project.settings.image_size, project.settings.channels) == (64, 3)
 
@@ -263,7 +263,23 @@ def test_import_report_lists_label_conflicts(app_env: Workspace, project: Projec
     at.run()
     at.button(key="import_zip").click().run()
     assert not at.exception, at.exception
-    assert "1 label conflicts (not imported)" in " ".join(w.value for w in at.warning)
+    assert "1 label conflict (not imported)" in " ".join(w.value for w in at.warning)
     [table] = [f.value for f in at.dataframe if "conflict" in f.value.columns]
     assert list(table["file"]) == ["pets.zip!dog/a.png"]
     assert "cat/a.png" in table["conflict"][0]
+    # The projects table counts the import made in the same run.
+    [projects] = [f.value for f in at.dataframe if "project" in f.value.columns]
+    assert projects.set_index("project").loc["tiny", "of"] == 31
+
+
+def test_grid_page_held_over_a_round_is_replaced_by_the_new_ranking(
+    app_env: Workspace, project: Project
+) -> None:
+    at = signed_in("ana", page="grid.py")
+    assert all(not t.scores for t in at.session_state["grid_tasks"][2])
+    _trained(app_env, project)
+    at.run()  # the same page, rerun after the round (no page switch)
+    assert not at.exception, at.exception
+    tasks = at.session_state["grid_tasks"][2]
+    assert tasks and all(t.strategy == "bald" for t in tasks)
+    assert at.button(key="grid_accept_all") is not None

@@ -298,7 +298,7 @@ def test_settings_and_retrain_now(
     at.selectbox(key=setup_page.setting_key(project, "strategy")).select("entropy")
     at.number_input(key=setup_page.setting_key(project, "members")).set_value(3)
     at.number_input(key=setup_page.setting_key(project, "retrain_every")).set_value(7)
-    at.button(key="save_settings").click().run()
+    at.button(key=setup_page.setting_key(project, "save")).click().run()
     assert not at.exception, at.exception
     settings = project.settings
     assert (settings.strategy, settings.members, settings.retrain_every) == ("entropy", 3, 7)

@@ -10,12 +10,13 @@ from activelearn.ui import components, state
 GRID_KEY = state.GRID_TASKS_KEY
 RESULT_KEY = "grid_result"
 SIZE_KEY = "grid_size"
+ROUND_KEY = "grid_round"  # the ranking (succeeded round id) the page on screen was leased under
 SIZES = [12, 16, 20, 24]
 GRID_IMAGE_PIXELS = 112
 CELL_PIXELS = 190  # cells wrap to the width: 2 a row at 800 px with the sidebar, 4 at 1280
 # Selected values and menu options show long class names in full, wrapped.
 WRAP_CSS = """<style>
-.st-key-grid_cells [data-baseweb="select"] div { white-space: normal !important;
+[class*="st-key-grid_label_"] div { white-space: normal !important;
   overflow: visible !important; text-overflow: clip !important; }
 [data-baseweb="popover"] li { white-space: normal !important; height: auto !important; }
 </style>"""
@@ -43,11 +44,18 @@ def predicted_label(task: Task, classes: list[str]) -> str | None:
 
 
 def grid_tasks(project: Project, annotator: str, size: int) -> list[Task]:
+    """The page on screen; a new one when there is none, or when a round has finished since it
+    was leased (its cold-start or old-ranking picks are given back for the new ranking)."""
     held = st.session_state.get(GRID_KEY)
+    round_now = project.status().current_round_id
     if held is not None and held[0] == project.id and held[1] == annotator and held[2]:
-        return held[2]
+        if st.session_state.get(ROUND_KEY) == round_now:
+            return held[2]
+        for task in held[2]:
+            project.release(task.id, annotator=annotator)
     tasks = project.next_tasks(annotator, count=size)
     st.session_state[GRID_KEY] = (project.id, annotator, tasks)
+    st.session_state[ROUND_KEY] = round_now
     return tasks
 
 
@@ -117,6 +125,7 @@ def _on_submit(project: Project, annotator: str, tasks: list[Task], accept_all: 
         released = set(blank)
         page = [task for task in following if task.id not in released][:size]
         st.session_state[GRID_KEY] = (project.id, annotator, page)
+        st.session_state[ROUND_KEY] = project.status().current_round_id
     for task in tasks:
         for key in (cell_key(task), accept_key(task), skip_key(task)):
             st.session_state.pop(key, None)

@@ -277,7 +277,7 @@ def labeler(project: Project, annotator: str) -> None:
     with left, st.container(key="label_image"):
         components.show_image(task.image)
         st.caption(
-            f"**{components.md(task.shown_name)}** · sample {task.sample_id} · task {task.id}"
+            f"**{components.md(task.shown_name)}** · Sample {task.sample_id} · task {task.id}"
         )
     with right:
         _buttons(project, annotator, task, classes)

@@ -186,8 +186,11 @@ def _import_report(project: Project) -> None:
         kind = st.error
     if report.conflicts:
         kind = st.warning
+    n_conflicts = len(report.conflicts)
     conflicts = (
-        f", {len(report.conflicts):,} label conflicts (not imported)" if report.conflicts else ""
+        f", {n_conflicts:,} label conflict{'s' if n_conflicts != 1 else ''} (not imported)"
+        if n_conflicts
+        else ""
     )
     kind(
         f"{len(report.accepted):,} imported, {len(report.duplicates):,} duplicates skipped, "
@@ -330,7 +333,10 @@ def _settings_section(ws: Workspace, project: Project) -> None:
             help="Grayscale suits digits and scans; colour photos need 3 channels.",
         )
         st.form_submit_button(
-            "Save settings", key="save_settings", on_click=on_save_settings, args=(project,)
+            "Save settings",
+            key=setting_key(project, "save"),
+            on_click=on_save_settings,
+            args=(project,),
         )
     _round_controls(ws, project)
 
@@ -417,15 +423,22 @@ def _projects_table(ws: Workspace) -> None:
 
 def render() -> None:
     ws, project = components.page_start("Project setup")
-    _show_message()
+    # Always one element, message or not: a message that comes and goes must not shift the
+    # widgets below to new positions, where Streamlit would remount them (the chosen tab and
+    # the file picked in the uploader were lost that way).
+    with st.container(key="setup_messages"):
+        _show_message()
     left, right = st.columns(2, gap="large")
     with left:
         _create_section(ws)
-        _projects_table(ws)
+        # Filled last: an import below runs in this same script run, and the table must count it.
+        table_slot = st.container(key="projects_table_slot")
         st.divider()
         team.people_section(ws)
         team.audit_section(ws, project)
     if project is None:
+        with table_slot:
+            _projects_table(ws)
         return
     with right:
         st.subheader(f"Project: {components.md(project.name)}")
@@ -435,6 +448,8 @@ def render() -> None:
         _settings_section(ws, project)
         st.divider()
         _classes_section(project)
+    with table_slot:
+        _projects_table(ws)
 
 
 if __name__ == "__main__":
