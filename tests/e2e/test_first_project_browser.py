@@ -149,7 +149,7 @@ def _steps(server: AppServer, page: Any, shot: str, zip_path: Path) -> None:
     time.sleep(1.0)  # the rerun the upload triggers
     assert page.get_by_role("tab", name="Zip upload").get_attribute("aria-selected") == "true"
     page.locator(".st-key-import_zip button").first.click()
-    page.get_by_text("Import report").wait_for()
+    page.get_by_text("Import report").wait_for(timeout=150_000)
     page.get_by_text("1 label conflict (not imported)").first.wait_for()
     screenshot(page, f"{shot}-1-import")
 
