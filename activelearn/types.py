@@ -50,7 +50,8 @@ class ImportReport:
         if self.conflicts:
             shown = ", ".join(f"{path} ({reason})" for path, reason in self.conflicts[:5])
             more = f", and {len(self.conflicts) - 5} more" if len(self.conflicts) > 5 else ""
-            parts.append(f"{len(self.conflicts)} label conflicts (not imported): {shown}{more}")
+            noun = "conflict" if len(self.conflicts) == 1 else "conflicts"
+            parts.append(f"{len(self.conflicts)} label {noun} (not imported): {shown}{more}")
         if self.classes_added:
             parts.append("new classes: " + ", ".join(self.classes_added))
         return "; ".join(parts)
