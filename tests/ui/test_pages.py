@@ -291,8 +291,10 @@ def test_settings_and_retrain_now(
     started: list[Workspace] = []
     # The worker itself is tested with the rounds; here it must not train in the background.
     monkeypatch.setattr(rounds, "ensure_worker", lambda ws, **_: started.append(ws) or True)
-    task = project.next_task("seed")
-    project.submit(task.id, label="cat", annotator="seed")
+    # A round needs labels of two classes.
+    for label in ("cat", "dog"):
+        task = project.next_task("seed")
+        project.submit(task.id, label=label, annotator="seed")
     at = new_app().run()
     at.switch_page(f"{PAGES}/setup.py").run()
     at.selectbox(key=setup_page.setting_key(project, "strategy")).select("entropy")
@@ -316,8 +318,14 @@ def test_failed_round_is_explained_and_labeling_continues(
     app_env: Workspace, project: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(rounds, "ensure_worker", lambda ws, **_: False)
-    # No labels at all: the round cannot train and fails with a reason.
+    # The round is queued with labels of two classes, which are undone before it starts: it
+    # cannot train and fails with a reason.
+    for label in ("cat", "dog"):
+        task = project.next_task("seed")
+        project.submit(task.id, label=label, annotator="seed")
     info = project.request_round()
+    project.undo("seed")
+    project.undo("seed")
     assert run_one(app_env, project) == "failed"
     at = signed_in("ana")
     warnings = [w.value for w in at.warning]
