@@ -163,17 +163,19 @@ def ranking_badge(status: ProjectStatus) -> tuple[str, str]:
 # ------------------------------------------------------------------ status panel
 
 
-def status_panel(ws: Workspace, project: Project) -> None:
-    """Labeled / total, labels since the last round, the round's live progress: polled.
+def status_panel(ws: Workspace, project: Project, *, poll: bool = True) -> None:
+    """Labeled / total, labels since the last round, the round's live progress: polled every
+    STATUS_POLL_SECONDS unless `poll` is False (then drawn once per page run).
 
     Inside one container: a progress bar or warning that comes and goes must not move the
     widgets below it to new positions (Streamlit would remount them, losing their state).
     """
     with st.container(key="status_box"):
-        _status_fragment(ws, project)
+        st.fragment(_status_fragment, run_every=STATUS_POLL_SECONDS if poll else None)(
+            ws, project
+        )
 
 
-@st.fragment(run_every=STATUS_POLL_SECONDS)
 def _status_fragment(ws: Workspace, project: Project) -> None:
     try:
         status = project.status()

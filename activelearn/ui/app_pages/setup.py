@@ -338,10 +338,25 @@ def _settings_section(ws: Workspace, project: Project) -> None:
             on_click=on_save_settings,
             args=(project,),
         )
-    _round_controls(ws, project)
+    st.fragment(_round_controls, run_every=_poll(components.STATUS_POLL_SECONDS))(ws, project)
 
 
-@st.fragment(run_every=components.STATUS_POLL_SECONDS)
+def _upload_pending() -> bool:
+    """The zip tab is open with no file chosen yet. A timed fragment rerun that lands while the
+    browser sends the chosen file made Streamlit drop the file (seen at 800x900 in Chromium), so
+    the page's polling pauses until the file has arrived."""
+    return (
+        st.session_state.get("import_tabs") == "Zip upload"
+        and st.session_state.get("import_zip_file") is None
+    )
+
+
+def _poll(seconds: float) -> float | None:
+    """How often a fragment of this page refreshes itself: None (not at all) while an upload
+    is pending."""
+    return None if _upload_pending() else seconds
+
+
 def _round_controls(ws: Workspace, project: Project) -> None:
     """Retrain now / Cancel round, re-read every poll so they never outlive the round."""
     try:
@@ -383,7 +398,6 @@ def _classes_section(project: Project) -> None:
         st.form_submit_button("Add", key="add_classes", on_click=on_add_classes, args=(project,))
 
 
-@st.fragment(run_every=components.STATUS_POLL_SECONDS * 5)
 def _projects_table(ws: Workspace) -> None:
     """Every project with the same counts as the status bar; refreshed while the page is open
     (an import or a colleague's labels show up without a reload)."""
@@ -421,6 +435,10 @@ def _projects_table(ws: Workspace) -> None:
     )
 
 
+def _projects_table_fragment(ws: Workspace) -> None:
+    st.fragment(_projects_table, run_every=_poll(components.STATUS_POLL_SECONDS * 5))(ws)
+
+
 def render() -> None:
     ws, project = components.page_start("Project setup")
     # Always one element, message or not: a message that comes and goes must not shift the
@@ -438,18 +456,18 @@ def render() -> None:
         team.audit_section(ws, project)
     if project is None:
         with table_slot:
-            _projects_table(ws)
+            _projects_table_fragment(ws)
         return
     with right:
         st.subheader(f"Project: {components.md(project.name)}")
-        components.status_panel(ws, project)
+        components.status_panel(ws, project, poll=not _upload_pending())
         _import_section(project)
         st.divider()
         _settings_section(ws, project)
         st.divider()
         _classes_section(project)
     with table_slot:
-        _projects_table(ws)
+        _projects_table_fragment(ws)
 
 
 if __name__ == "__main__":
