@@ -329,7 +329,9 @@ def test_sigint_during_train_wait_cancels_the_round(tmp_path: Path, delay: float
 
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     with Workspace(url, data_dir=tmp_path / "data") as ws:
-        make_project(ws, tmp_path / "images", settings={"epochs": 1000, "members": 8})  # still running at 3 s
+        make_project(
+            ws, tmp_path / "images", settings={"epochs": 1000, "members": 8}
+        )  # still running at 3 s
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(
         [sys.executable, "-m", "activelearn", "train", "--wait", *_db(tmp_path)],
