@@ -59,7 +59,9 @@ def file_name(path: object) -> str:
     return PurePath(str(path)).name or str(path)
 
 
-TITLE_LINE_CHARS = 34  # fits a chart a quarter of a 1280 px page wide (four histograms a row)
+# Plotly draws titles at about 7.4 px a character and never wraps them: 30 characters fit the
+# narrowest chart the dashboard lays out (ui.dashboard_parts.MIN_CHART_PIXELS, 250 px).
+TITLE_LINE_CHARS = 30
 
 
 def wrap_title(title: str, width: int = TITLE_LINE_CHARS) -> str:

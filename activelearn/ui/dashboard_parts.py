@@ -1,6 +1,6 @@
-"""Pieces the dashboard page draws with: a chart with its caption (greyed when measured on too
-few evaluation samples), the small-evaluation-set notice, sample galleries and the selected
-sample, and the send-back-for-review action with its one-shot message."""
+"""Pieces the dashboard page draws with: rows of charts that wrap, a chart with its caption
+(greyed when measured on too few evaluation samples), the small-evaluation-set notice, sample
+galleries and the selected sample, and the send-back-for-review action with its message."""
 
 from __future__ import annotations
 
@@ -18,6 +18,22 @@ GALLERY_PIXELS = 112
 # Below this many evaluation samples a figure measured on them is shown greyed and flagged: one
 # sample more or less right moves accuracy by over 3 points, and its standard error is ~9 points.
 MIN_TRUSTED_EVAL = 30
+# Charts side by side wrap onto a new row rather than shrink below this width, where their
+# titles (wrapped at chart_base.TITLE_LINE_CHARS) would be cut: three a row at 1280 px with the
+# sidebar open, one a row at 800 px.
+MIN_CHART_PIXELS = 250
+CHART_ROW_CSS = f"""<style>
+[class*="st-key-chart_row_"] {{ flex-wrap: wrap !important; }}
+[class*="st-key-chart_row_"] > div {{
+  flex: 1 1 {MIN_CHART_PIXELS}px !important; min-width: {MIN_CHART_PIXELS}px !important; }}
+</style>"""
+
+
+def chart_row(count: int, *, key: str) -> list[Any]:
+    """`count` cells side by side for charts, as st.columns gives, except that they wrap onto a
+    new row instead of getting narrower than MIN_CHART_PIXELS (CHART_ROW_CSS, on the page)."""
+    row = st.container(horizontal=True, gap="small", key=f"chart_row_{key}")
+    return [row.container() for _ in range(count)]
 
 
 def show_chart(

@@ -261,13 +261,6 @@ def _steps(server: AppServer, page: Any, shot: str, zip_path: Path) -> None:
         screenshot(page, f"{shot}-6-dashboard-{tab.split()[0].lower()}")
     # The round's audit set is a handful of samples at most: called what it is.
     page.get_by_text(re.compile("too small to trust|had no evaluation samples")).first.wait_for()
-    if cut_titles and "800x" in shot:
-        pytest.xfail(
-            "open bug: at 800 px with the sidebar open, charts are narrower than wrap_title "
-            "assumes (pool histograms four a row: 150 px; two a row: 226 px), and "
-            "TITLE_LINE_CHARS (34, sized for 1280 px) leaves titles wider than the chart: "
-            f"{cut_titles}"
-        )
     assert not cut_titles, f"titles cut {cut_titles}"
 
 

@@ -19,6 +19,8 @@ from activelearn.services import dashboard as data
 from activelearn.services import export
 from activelearn.ui import charts, components
 from activelearn.ui.dashboard_parts import (
+    CHART_ROW_CSS,
+    chart_row,
     eval_set_notice,
     eval_trust,
     gallery,
@@ -153,7 +155,7 @@ def section_learning(
             "NAME --manifest POOL.csv --test TEST.csv` (or `--demo`) to draw the random-sampling "
             "curve beside these."
         )
-    columns = st.columns(3)
+    columns = chart_row(3, key="learning")
     for column, metric in zip(columns, data.METRICS, strict=True):
         with column:
             show_chart(
@@ -182,7 +184,7 @@ def section_pool(view: data.PoolView, classes: tuple[str, ...], project: Project
         f"Round {view.round_id} scored {view.n_pool:,} unlabeled pool samples"
         + (f"; grey bars are round {view.previous_id}." if view.previous_id else ".")
     )
-    columns = st.columns(len(view.histograms) or 1)
+    columns = chart_row(len(view.histograms) or 1, key="histograms")
     for column, (score, hist) in zip(columns, view.histograms.items(), strict=False):
         with column:
             show_chart(
@@ -225,7 +227,7 @@ def scatter_with_selection(view: data.PoolView, classes: tuple[str, ...], projec
 
 
 def section_calibration(details: data.RoundDetails, curves: pd.DataFrame) -> None:
-    left, right = st.columns(2)
+    left, right = chart_row(2, key="calibration")
     reliability = details.reliability
     untrusted_n = eval_trust(details)
     with left:
@@ -283,7 +285,7 @@ def section_selective(details: data.RoundDetails, view: data.PoolView) -> None:
             else f"Not shown: {untrusted_n} evaluation samples are too few to measure it."
         ),
     )
-    left, right = st.columns(2)
+    left, right = chart_row(2, key="selective")
     with left:
         coverage = details.risk_coverage
         if details.n_eval == 0:
@@ -314,7 +316,7 @@ def section_selective(details: data.RoundDetails, view: data.PoolView) -> None:
 
 
 def section_labels(stats: data.LabelStats, details: data.RoundDetails | None, classes) -> None:
-    left, right = st.columns(2)
+    left, right = chart_row(2, key="labels")
     with left:
         if details is None:
             st.caption("No confusion matrix before the first finished round.")
@@ -334,7 +336,7 @@ def section_labels(stats: data.LabelStats, details: data.RoundDetails | None, cl
                 charts.labels_per_class_chart(stats.per_class, classes=classes),
                 key="chart_per_class",
             )
-    left, right = st.columns(2)
+    left, right = chart_row(2, key="people")
     with left:
         if not stats.per_hour.empty:
             show_chart(charts.labels_per_hour_chart(stats.per_hour), key="chart_per_hour")
@@ -476,6 +478,7 @@ if project is None:
     st.info("No project yet: create one on the Project setup page.")
     st.stop()
 assert project is not None
+st.html(CHART_ROW_CSS)
 
 cache_key = (workspace.url, project.id)
 summary = data.overview(project)
