@@ -120,6 +120,13 @@ def _no_errors(page: Any, where: str) -> None:
     assert page.locator(ERRORS).count() == 0, f"{where}: {page.locator(ERRORS).all_inner_texts()}"
 
 
+def _picker_shows(page: Any, name: str) -> None:
+    """The sidebar's project picker names the project whose data the page shows (after a page
+    switch it used to fall back to the first project now and then)."""
+    shown = page.locator(".st-key-project_picker input").first.input_value()
+    assert shown == name, f"the picker shows {shown!r} beside {name!r}'s data"
+
+
 def _pick_project(page: Any, name: str) -> None:
     page.locator(".st-key-project_picker").click()
     page.get_by_role("option", name=name, exact=True).click()
@@ -232,6 +239,7 @@ def _steps(server: AppServer, page: Any, shot: str, zip_path: Path) -> None:
     # ---------------------------------------------------------------- grid after the round
     _go(page, "Grid", "Grid")
     page.locator(".st-key-grid_accept_all button").first.wait_for()
+    _picker_shows(page, "pets")
     cells = page.locator("[class*='st-key-grid_label_']")
     # Suggestions are not stored unless accepted: every cell starts undecided.
     texts = [cells.nth(i).inner_text() for i in range(cells.count())]
@@ -245,10 +253,12 @@ def _steps(server: AppServer, page: Any, shot: str, zip_path: Path) -> None:
     _go(page, "Label", "Label")
     page.wait_for_selector(".st-key-label_image img")
     assert page.get_by_text("Cold start: random order").count() == 0
+    _picker_shows(page, "pets")
 
     # ---------------------------------------------------------------- dashboard (item 6)
     _go(page, "Dashboard", "Uncertainty dashboard")
     page.get_by_role("tab", name="Learning curves").wait_for()
+    _picker_shows(page, "pets")
     cut_titles = {}
     for tab in DASHBOARD_TABS:
         page.get_by_role("tab", name=tab).first.click()
