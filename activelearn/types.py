@@ -54,6 +54,12 @@ class Task:
     scores: dict[str, float] = field(default_factory=dict)  # empty before the first round
     mean_probs: list[float] | None = None  # (C,) the ensemble's mean prediction
     member_predictions: list[int] | None = None  # (M,) each member's top class index
+    original_name: str | None = None  # path inside the imported folder or zip; None if unknown
+
+    @property
+    def shown_name(self) -> str:
+        """What to call the sample on screen: its original name, else its file's name."""
+        return self.original_name or self.image.replace("\\", "/").rsplit("/", 1)[-1]
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,9 @@ class ImportReport:
     duplicates: list[str] = field(default_factory=list)
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     classes_added: list[str] = field(default_factory=list)
+    # (path, what disagrees): a duplicate of an image already in the project or earlier in the
+    # same import whose label differs; not imported, and not counted in duplicates.
+    conflicts: list[tuple[str, str]] = field(default_factory=list)
 
     def summary(self) -> str:
         parts = [f"{len(self.accepted)} imported"]
@@ -71,6 +80,11 @@ class ImportReport:
             shown = ", ".join(f"{path} ({reason})" for path, reason in self.rejected[:5])
             more = f", and {len(self.rejected) - 5} more" if len(self.rejected) > 5 else ""
             parts.append(f"{len(self.rejected)} rejected: {shown}{more}")
+        if self.conflicts:
+            shown = ", ".join(f"{path} ({reason})" for path, reason in self.conflicts[:5])
+            more = f", and {len(self.conflicts) - 5} more" if len(self.conflicts) > 5 else ""
+            noun = "conflict" if len(self.conflicts) == 1 else "conflicts"
+            parts.append(f"{len(self.conflicts)} label {noun} (not imported): {shown}{more}")
         if self.classes_added:
             parts.append("new classes: " + ", ".join(self.classes_added))
         return "; ".join(parts)
@@ -83,6 +97,7 @@ class LabelRecord:
     path: str
     label: str
     labeled_at: datetime
+    original_name: str | None = None
 
 
 @dataclass(frozen=True)

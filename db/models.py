@@ -52,6 +52,9 @@ class Sample(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     path: Mapped[str] = mapped_column(Text)  # the original path, or the stored file for zips/demo
+    # Where the file came from, relative to the imported folder, manifest folder or zip
+    # ("bird/bird_0.jpg"); NULL for samples imported before it was recorded.
+    original_name: Mapped[str | None] = mapped_column(Text)
     sha256: Mapped[str] = mapped_column(String(64))
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)

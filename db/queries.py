@@ -81,6 +81,34 @@ def existing_hashes(session: Session, project_id: int, hashes: Iterable[str]) ->
     return found
 
 
+def samples_by_hash(
+    session: Session, project_id: int, hashes: Iterable[str]
+) -> dict[str, tuple[str | None, str | None, str]]:
+    """sha256 -> (current label, original name, path) of the project's samples with those hashes."""
+    wanted = list(set(hashes))
+    found: dict[str, tuple[str | None, str | None, str]] = {}
+    for start in range(0, len(wanted), 500):
+        rows = session.execute(
+            select(Sample.sha256, Sample.label, Sample.original_name, Sample.path).where(
+                Sample.project_id == project_id, Sample.sha256.in_(wanted[start : start + 500])
+            )
+        )
+        found.update({sha: (label, name, path) for sha, label, name, path in rows})
+    return found
+
+
+def original_names(session: Session, sample_ids: Sequence[int]) -> dict[int, str | None]:
+    """sample id -> original name (None when it was not recorded)."""
+    found: dict[int, str | None] = {}
+    ids = list(sample_ids)
+    for start in range(0, len(ids), 500):
+        rows = session.execute(
+            select(Sample.id, Sample.original_name).where(Sample.id.in_(ids[start : start + 500]))
+        )
+        found.update({int(sample_id): name for sample_id, name in rows})
+    return found
+
+
 def sample_ids_by_hash(session: Session, project_id: int, hashes: Sequence[str]) -> dict[str, int]:
     found: dict[str, int] = {}
     for start in range(0, len(hashes), 500):
@@ -482,7 +510,8 @@ def live_annotation_of(session: Session, sample_id: int, annotator: str) -> Anno
 def recent_annotations(
     session: Session, project_id: int, annotator: str, limit: int
 ) -> list[tuple[Any, ...]]:
-    """(annotation id, sample id, path, label, created_at) of the annotator's newest live labels."""
+    """(annotation id, sample id, path, label, created_at, original name) of the annotator's
+    newest live labels."""
     rows = session.execute(
         select(
             Annotation.id,
@@ -490,6 +519,7 @@ def recent_annotations(
             Sample.path,
             Annotation.label,
             Annotation.created_at,
+            Sample.original_name,
         )
         .join(Sample, Sample.id == Annotation.sample_id)
         .where(
@@ -504,7 +534,8 @@ def recent_annotations(
 
 
 def live_annotations(session: Session, project_id: int) -> list[tuple[Any, ...]]:
-    """(sample id, path, label, annotator, created_at, split) of every live label, oldest first."""
+    """(sample id, path, label, annotator, created_at, split, original name) of every live
+    label, oldest first."""
     rows = session.execute(
         select(
             Annotation.sample_id,
@@ -513,6 +544,7 @@ def live_annotations(session: Session, project_id: int) -> list[tuple[Any, ...]]
             Annotation.annotator,
             Annotation.created_at,
             Sample.split,
+            Sample.original_name,
         )
         .join(Sample, Sample.id == Annotation.sample_id)
         .where(Annotation.project_id == project_id, Annotation.superseded.is_(False))

@@ -66,6 +66,9 @@ class SourceScan:
     kind: str  # "folder-flat" | "folder-classes" | "manifest" | "zip"
     classes: list[str]  # sub-folder names sorted, or CSV labels in first-seen order; [] unlabeled
     items: Iterator[SourceItem]  # lazy: files are read one at a time as it is consumed
+    # What item paths are relative to for their original name: the folder, or the manifest's
+    # folder; None for zips (the name after "!" is already relative) and the demo.
+    root: str | None = None
 
 
 # ----------------------------------------------------------------------------------------- folders
@@ -90,7 +93,7 @@ def scan_folder(path: str | Path) -> SourceScan:
         raise SourceError(f"cannot read folder {root}: {error.strerror or error}") from error
     classes = [entry.name for entry in entries if _is_real_folder(entry)]
     kind = "folder-classes" if classes else "folder-flat"
-    return SourceScan(kind=kind, classes=classes, items=_folder_items(entries))
+    return SourceScan(kind=kind, classes=classes, items=_folder_items(entries), root=str(root))
 
 
 def _folder_items(entries: list[os.DirEntry[str]]) -> Iterator[SourceItem]:
@@ -207,7 +210,12 @@ def scan_manifest(path: str | Path) -> SourceScan:
     comma, semicolon and tab separators are recognised by where the 'path' header is found.
     """
     manifest, rows, classes = _read_manifest(path)
-    return SourceScan(kind="manifest", classes=classes, items=_manifest_items(manifest, rows))
+    return SourceScan(
+        kind="manifest",
+        classes=classes,
+        items=_manifest_items(manifest, rows),
+        root=str(manifest.parent),
+    )
 
 
 def manifest_targets(path: str | Path) -> list[str]:

@@ -32,7 +32,15 @@ from db.engine import read_session
 if TYPE_CHECKING:
     from activelearn.services.workspace import Project
 
-LABEL_COLUMNS = ["sample_id", "path", "label", "annotator", "labeled_at", "split"]
+LABEL_COLUMNS = [
+    "sample_id",
+    "path",
+    "label",
+    "annotator",
+    "labeled_at",
+    "split",
+    "original_name",
+]
 SCORE_COLUMNS = [*SCORE_FIELDS, "priority"]
 HONESTY_COLUMNS = ("ood_score", "label_issue")  # empty where not computed
 PROBABILITY_PREFIX = "p_"  # p_<class name>: the ensemble's mean probability of that class
@@ -69,6 +77,7 @@ def labels_jsonl_bytes(project: Project) -> bytes:
                 "annotator": row.annotator,
                 "labeled_at": row.labeled_at.isoformat(),
                 "split": row.split,
+                "original_name": row.original_name,
             },
             ensure_ascii=False,
         )
@@ -83,7 +92,7 @@ def read_labels_csv(data: bytes | str | Path) -> pd.DataFrame:
     # keep_default_na=False: a class or annotator called "NA" or "null" stays that string.
     frame = pd.read_csv(
         source,
-        dtype={"path": str, "label": str, "annotator": str, "split": str},
+        dtype={"path": str, "label": str, "annotator": str, "split": str, "original_name": str},
         keep_default_na=False,
     )
     frame["labeled_at"] = pd.to_datetime(frame["labeled_at"])

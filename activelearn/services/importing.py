@@ -71,6 +71,28 @@ def _utf8_safe(path: str) -> bool:
     return True
 
 
+def original_name(path: str, root: str | None) -> str:
+    """A file's name as the user knows it: its path inside the zip ("a.zip!bird/b0.jpg" ->
+    "bird/b0.jpg") or relative to the imported folder or manifest folder; else the path."""
+    if "!" in path and root is None:
+        return path.split("!", 1)[1]
+    if root is not None:
+        try:
+            return Path(path).relative_to(root).as_posix()
+        except ValueError:
+            pass
+    return path
+
+
+def _conflict(label: str | None, other_label: str | None, other_name: str) -> str | None:
+    """Why a duplicate is a conflict (its label is lost otherwise), or None if it is not."""
+    if label is None or label == other_label:
+        return None
+    if other_label is None:
+        return f"same image as {other_name}, unlabeled there; the label {label!r} was not applied"
+    return f"same image as {other_name}, labeled {other_label!r} there but {label!r} here"
+
+
 @dataclass
 class _Accepted:
     item: SourceItem
@@ -78,6 +100,7 @@ class _Accepted:
     label: str | None
     split: str
     stored_path: str
+    original_name: str
 
 
 class _Report:
@@ -86,6 +109,7 @@ class _Report:
         self.duplicates: list[str] = []
         self.rejected: list[tuple[str, str]] = []
         self.classes_added: list[str] = []
+        self.conflicts: list[tuple[str, str]] = []
 
     def freeze(self) -> ImportReport:
         return ImportReport(
@@ -93,6 +117,7 @@ class _Report:
             duplicates=self.duplicates,
             rejected=self.rejected,
             classes_added=self.classes_added,
+            conflicts=self.conflicts,
         )
 
 
@@ -219,7 +244,7 @@ def _run(
         project.cache_dir, channels=settings.channels, image_size=settings.image_size
     )
     rng = random.Random()
-    seen: set[str] = set()
+    seen: dict[str, tuple[str | None, str]] = {}  # sha256 -> (label, original name)
     for batch in itertools.chain([first], batches):
         accepted: list[_Accepted] = []
         for item in batch:
@@ -227,17 +252,24 @@ def _run(
             if isinstance(outcome, str):
                 report.rejected.append((_printable(item.path), outcome))
                 continue
+            label = item.label.strip() if item.label and item.label.strip() else None
+            name = _printable(original_name(item.path, scan.root))
             if outcome.sha256 in seen:
-                report.duplicates.append(_printable(item.path))
+                conflict = _conflict(label, *seen[outcome.sha256])
+                if conflict is None:
+                    report.duplicates.append(_printable(item.path))
+                else:
+                    report.conflicts.append((_printable(item.path), conflict))
                 continue
-            seen.add(outcome.sha256)
+            seen[outcome.sha256] = (label, name)
             accepted.append(
                 _Accepted(
                     item=item,
                     image=outcome,
-                    label=item.label.strip() if item.label else None,
+                    label=label,
                     split=item.split or "pool",
                     stored_path=item.path,
+                    original_name=name,
                 )
             )
         _store(project, accepted, report, cache, rng, copy_files, pool_labels_are_gold)
@@ -314,11 +346,11 @@ def _store(
         return
 
     with read_session(project.engine) as session:
-        existing = queries.existing_hashes(session, project.id, [a.image.sha256 for a in accepted])
+        existing = queries.samples_by_hash(session, project.id, [a.image.sha256 for a in accepted])
     fresh = [a for a in accepted if a.image.sha256 not in existing]
-    report.duplicates.extend(
-        _printable(a.item.path) for a in accepted if a.image.sha256 in existing
-    )
+    for entry in accepted:
+        if entry.image.sha256 in existing:
+            _report_duplicate(report, entry, existing[entry.image.sha256])
     if not fresh:
         return
     for entry in fresh:
@@ -338,6 +370,7 @@ def _store(
             {
                 "project_id": project.id,
                 "path": entry.stored_path,
+                "original_name": entry.original_name,
                 "sha256": entry.image.sha256,
                 "width": entry.image.width,
                 "height": entry.image.height,
@@ -387,6 +420,19 @@ def _store(
             report.duplicates.append(_printable(entry.item.path))
         else:
             report.accepted.append(_printable(entry.item.path))
+
+
+def _report_duplicate(
+    report: _Report, entry: _Accepted, existing: tuple[str | None, str | None, str]
+) -> None:
+    """A file already in the project: a plain duplicate, or a conflict when its label differs."""
+    label, name, path = existing
+    shown = name or Path(path).name
+    conflict = _conflict(entry.label, label, shown)
+    if conflict is None:
+        report.duplicates.append(_printable(entry.item.path))
+    else:
+        report.conflicts.append((_printable(entry.item.path), conflict))
 
 
 def _store_file(folder: Path, entry: _Accepted) -> Path:

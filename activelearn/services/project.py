@@ -506,18 +506,29 @@ class Project:
         name = validate_annotator(annotator)
         with read_session(self.engine) as session:
             rows = queries.recent_annotations(session, self.id, name, limit)
-        return [LabelRecord(int(a), int(s), str(p), str(lbl), t) for a, s, p, lbl, t in rows]
+        return [
+            LabelRecord(int(a), int(s), str(p), str(lbl), t, original_name=original)
+            for a, s, p, lbl, t, original in rows
+        ]
 
     def labels(self) -> pd.DataFrame:
         """Current labels, one row per labeled sample (undone and corrected ones excluded):
         sample_id, path, label, annotator, labeled_at, split (pool for training labels, eval
-        for audit labels held out for evaluation)."""
+        for audit labels held out for evaluation), original_name (the file's path inside the
+        imported folder or zip; empty when it was not recorded)."""
         with read_session(self.engine) as session:
             rows = queries.live_annotations(session, self.id)
-        frame = pd.DataFrame(
-            rows, columns=["sample_id", "path", "label", "annotator", "labeled_at", "split"]
-        )
+        columns = ["sample_id", "path", "label", "annotator", "labeled_at", "split"]
+        frame = pd.DataFrame(rows, columns=[*columns, "original_name"])
+        frame["original_name"] = frame["original_name"].fillna("").astype(str)
         return frame.astype({"sample_id": "int64"})
+
+    def original_names(self, sample_ids: list[int]) -> dict[int, str]:
+        """sample id -> the file's original name (path inside the imported folder or zip), for
+        the samples that have one recorded."""
+        with read_session(self.engine) as session:
+            names = queries.original_names(session, [int(i) for i in sample_ids])
+        return {sample_id: name for sample_id, name in names.items() if name}
 
     def status(self) -> ProjectStatus:
         """Sample counts by state, and how far the served ranking lags the labels."""

@@ -82,4 +82,5 @@ def load_task(session: Session, project_id: int, task_id: int) -> Task:
         scores=scores,
         mean_probs=mean_probs,
         member_predictions=member_predictions,
+        original_name=sample.original_name,
     )

@@ -21,9 +21,16 @@ def validate_classes(classes: list[str]) -> list[str]:
             raise InvalidClasses(
                 f"class name too long (over {MAX_CLASS_NAME} characters): {name[:40]}…"
             )
-    duplicates = sorted({name for name in cleaned if cleaned.count(name) > 1})
+    # Cat, cat and CAT are one class to a person: refuse them together, whatever the case.
+    folded = [name.casefold() for name in cleaned]
+    duplicates = sorted(
+        {name for name, key in zip(cleaned, folded, strict=True) if folded.count(key) > 1}
+    )
     if duplicates:
-        raise InvalidClasses(f"duplicate class names: {', '.join(duplicates)}")
+        raise InvalidClasses(
+            f"duplicate class names: {', '.join(duplicates)} "
+            "(upper and lower case count as the same)"
+        )
     return cleaned
 
 

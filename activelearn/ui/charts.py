@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -26,48 +25,15 @@ from activelearn.ui.chart_base import (
     RANDOM_COLOR,
     SCORE_TITLES,
     Chart,
+    curve_with_band,
     escape,
     file_name,
+    integer_ticks,
 )
-from activelearn.ui.chart_base import band as _band
+from activelearn.ui.chart_base import count_axis as _count_axis
 from activelearn.ui.chart_base import layout as _layout
 
 # ---------------------------------------------------------------- 1. learning curves
-
-
-def _add_curve_with_band(
-    figure: go.Figure,
-    frame: pd.DataFrame,
-    metric: str,
-    *,
-    name: str,
-    legend_name: str,
-    color: str,
-    line: dict[str, Any],
-    hover: str,
-) -> None:
-    """A mean curve over labels, with its ±1 SE band when every point has one."""
-    se_column = f"{metric}_se"
-    if se_column in frame and frame[se_column].notna().all():
-        figure.add_trace(
-            _band(
-                frame["n_labels"].tolist(),
-                frame[metric].tolist(),
-                frame[se_column].tolist(),
-                name=f"{name} ±1 SE",
-                color=color,
-            )
-        )
-    figure.add_trace(
-        go.Scatter(
-            x=frame["n_labels"].tolist(),
-            y=frame[metric].tolist(),
-            mode="lines+markers",
-            line=line,
-            name=legend_name,
-            hovertemplate=f"{hover}: %{{x}} labels: %{{y:.4f}}<extra></extra>",
-        )
-    )
 
 
 def learning_curve_chart(
@@ -87,6 +53,7 @@ def learning_curve_chart(
     figure = go.Figure()
     ensemble = curves[curves["member"] == -1].sort_values("n_labels")
     members = curves[curves["member"] >= 0]
+    drawn = {"members": not members.empty, "random": False, "band": False}
     for member, rows in members.groupby("member", sort=True):
         rows = rows.sort_values("n_labels")
         figure.add_trace(
@@ -102,7 +69,8 @@ def learning_curve_chart(
             )
         )
     if simulation is not None and not simulation.empty and metric in simulation:
-        _add_curve_with_band(
+        drawn["random"] = True
+        curve_with_band(
             figure,
             simulation.sort_values("n_labels").dropna(subset=[metric]),
             metric,
@@ -113,7 +81,7 @@ def learning_curve_chart(
             hover="random",
         )
     if not ensemble.empty:
-        _add_curve_with_band(
+        drawn["band"] = curve_with_band(
             figure,
             ensemble,
             metric,
@@ -123,12 +91,23 @@ def learning_curve_chart(
             line={"color": ENSEMBLE_COLOR, "width": 3},
             hover="ensemble",
         )
-    title = f"{METRIC_TITLES[metric]} on the evaluation set"
-    _layout(figure, title=title, x_title="Labels", y_title=METRIC_TITLES[metric])
+    _layout(figure, title=METRIC_TITLES[metric], x_title="Labels", y_title=METRIC_TITLES[metric])
+    figure.update_xaxes(**integer_ticks(curves["n_labels"].tolist()))
+    if metric in ("accuracy", "ece"):
+        figure.update_yaxes(range=[0, 1.02], tickformat=".0%" if metric == "accuracy" else None)
+    else:
+        figure.update_yaxes(rangemode="tozero")
+    parts = ["thick line the ensemble"]
+    if drawn["members"]:
+        parts.append("dotted grey lines its members")
+    if drawn["band"]:
+        parts.append("shading ±1 standard error")
+    if drawn["random"]:
+        parts.append("dashed orange random sampling (simulation)")
     caption = (
-        f"{METRIC_TITLES[metric]} ({METRIC_READING[metric]}) after each round against the labels "
-        "it trained on: thick line the ensemble, dotted lines its members, shading ±1 standard "
-        "error; a flattening curve means more labels buy little."
+        f"{METRIC_TITLES[metric]} on the evaluation set ({METRIC_READING[metric]}) after each "
+        f"round against the labels it trained on: {', '.join(parts)}; a flattening curve means "
+        "more labels buy little."
     )
     return Chart(figure, caption)
 
@@ -163,11 +142,20 @@ def training_curve_chart(epochs: pd.DataFrame, *, round_id: int | None = None) -
             )
     title = "Training loss per epoch" + (f" (round {round_id})" if round_id is not None else "")
     _layout(figure, title=title, x_title="Epoch", y_title="Cross-entropy loss (nats)")
-    caption = (
-        "Each member's training loss (solid) and validation loss (dashed) per epoch in the latest "
-        "round: curves that still fall at the end want more epochs; validation loss rising while "
-        "training loss falls means overfitting."
-    )
+    if not epochs.empty:
+        figure.update_xaxes(**integer_ticks(epochs["epoch"].tolist()))
+    validated = "val_loss" in epochs and bool(epochs["val_loss"].notna().any())
+    if validated:
+        caption = (
+            "Each member's training loss (solid) and validation loss (dashed) per epoch in the "
+            "latest round: curves that still fall at the end want more epochs; validation loss "
+            "rising while training loss falls means overfitting."
+        )
+    else:
+        caption = (
+            "Each member's training loss per epoch in the latest round (no validation split was "
+            "held out): curves that still fall at the end want more epochs."
+        )
     return Chart(figure, caption)
 
 
@@ -212,14 +200,18 @@ def score_histogram_chart(
     figure.update_layout(barmode="overlay")
     _layout(
         figure,
-        title=f"{title_name.split(' (')[0]} over the unlabeled pool",
+        title=f"{title_name.split(' (')[0]} over the pool",
         x_title=title_name,
         y_title="Share of the pool",
     )
-    caption = (
-        f"How {title_name.split(' (')[0].lower()} is spread over the pool, this round (blue) over "
-        "the previous one (grey): mass moving left means the model grows surer of the pool."
-    )
+    spread = f"How {title_name.split(' (')[0].lower()} is spread over the pool"
+    if previous is not None:
+        caption = (
+            f"{spread}, this round (blue) over the previous one (grey): mass moving left means "
+            "the model grows surer of the pool."
+        )
+    else:
+        caption = f"{spread} this round (the first, so nothing to compare with yet)."
     return Chart(figure, caption)
 
 
@@ -350,6 +342,8 @@ def ece_over_rounds_chart(rounds: pd.DataFrame) -> Chart:
         x_title="Labels",
         y_title="Expected calibration error",
     )
+    figure.update_xaxes(**integer_ticks(rows["n_labels"].tolist()))
+    figure.update_yaxes(rangemode="tozero")
     caption = (
         "The ensemble's expected calibration error after each round (lower is better): a falling "
         "line means its confidence can be trusted more as labels come in."
@@ -409,6 +403,7 @@ def abstention_chart(
             x=list(thresholds),
             y=list(abstained_share),
             mode="lines",
+            line={"color": ENSEMBLE_COLOR},
             name="pool abstained on",
             hovertemplate="threshold %{x:.2f}: %{y:.1%} abstained<extra></extra>",
         )
@@ -418,6 +413,7 @@ def abstention_chart(
             x=list(thresholds),
             y=list(expected_accuracy),
             mode="lines",
+            line={"color": RANDOM_COLOR},
             name="expected accuracy on the rest",
             hovertemplate="threshold %{x:.2f}: expected accuracy %{y:.3f}<extra></extra>",
         )
@@ -426,15 +422,15 @@ def abstention_chart(
         figure.add_vline(x=threshold, line_dash="dot", line_color="red")
     _layout(
         figure,
-        title="Abstaining on the pool below a confidence threshold",
+        title="Abstaining below a confidence threshold",
         x_title="Confidence threshold",
         y_title="Share / accuracy",
     )
     figure.update_yaxes(range=[0, 1.02])
     caption = (
-        "Moving the threshold right abstains on more of the pool (blue); the model's expected "
-        "accuracy on what remains (orange) is its mean confidence there, honest only if it is "
-        "calibrated (see the reliability diagram)."
+        "Moving the threshold (dotted red line) right abstains on more of the pool (blue); the "
+        "model's expected accuracy on what remains (orange) is its mean confidence there, honest "
+        "only if it is calibrated (see the reliability diagram)."
     )
     return Chart(figure, caption)
 
@@ -488,6 +484,8 @@ def labels_per_class_chart(counts: pd.DataFrame, *, classes: Sequence[str]) -> C
     figure.update_layout(barmode="stack")
     _layout(figure, title="Labels per class", x_title="Class", y_title="Labeled samples")
     figure.update_xaxes(type="category")
+    totals = counts.groupby("label")["count"].sum().tolist() if not counts.empty else []
+    figure.update_yaxes(**_count_axis(totals))
     caption = (
         "How many samples carry each label, split into those the model trains on and those held "
         "out for evaluation: a short bar is a class the model has seen little of."
@@ -505,6 +503,8 @@ def labels_per_hour_chart(rows: pd.DataFrame) -> Chart:
     figure.update_layout(barmode="stack")
     _layout(figure, title="Labels per hour", x_title="Hour (UTC)", y_title="Labels given")
     figure.update_xaxes(type="category")
+    totals = rows.groupby("hour")["count"].sum().tolist() if not rows.empty else []
+    figure.update_yaxes(**_count_axis(totals))
     caption = (
         "Live labels (undone ones excluded) given in each hour, stacked by annotator: the pace "
         "of labeling and who carries it."
@@ -561,6 +561,7 @@ def stopping_chart(
             x=curve["n_labels"].tolist(),
             y=curve["accuracy"].tolist(),
             mode="lines+markers",
+            line={"color": ENSEMBLE_COLOR},
             name="ensemble accuracy",
         )
     )
@@ -575,6 +576,8 @@ def stopping_chart(
             )
         )
     _layout(figure, title="Recent learning-curve slope", x_title="Labels", y_title="Accuracy")
+    figure.update_xaxes(**integer_ticks(curve["n_labels"].tolist()))
+    figure.update_yaxes(range=[0, 1.02], tickformat=".0%")
     caption = (
         "The red line is fitted to the last rounds only: its steepness is the accuracy the next "
         "labels are likely to buy."

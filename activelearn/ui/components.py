@@ -71,6 +71,14 @@ def png_data_uri(path: str, target: int) -> str:
     return "data:image/png;base64," + base64.b64encode(upscaled_png(path, target)).decode("ascii")
 
 
+def png_data_uri_or_blank(path: str, target: int) -> str:
+    """png_data_uri, or an empty string when the file cannot be read (the alt text shows)."""
+    try:
+        return png_data_uri(path, target)
+    except OSError:
+        return ""
+
+
 def thumbnail_data_uri(path: str) -> str:
     """A small inline PNG for table cells; empty when the file cannot be read."""
     try:
@@ -98,6 +106,12 @@ def show_image(path: str, *, target: int = LABEL_IMAGE_PIXELS, caption: str | No
 
 def why_chosen(task: Task) -> str:
     """One sentence (Markdown, no user text) saying why the queue served this sample."""
+    if task.strategy == "cold_start" and task.scores:
+        # Held since before the first model; a round has scored it since.
+        return (
+            "Picked in random order before the first model was trained (cold start); "
+            "the scores below are from the latest round."
+        )
     if task.strategy == "cold_start":
         return "Cold start: random order until the first model has been trained."
     if task.strategy == "audit":
@@ -136,12 +150,17 @@ def ranking_badge(status: ProjectStatus) -> tuple[str, str]:
 # ------------------------------------------------------------------ status panel
 
 
-def status_panel(ws: Workspace, project: Project) -> None:
-    """Labeled / total, labels since the last round, the round's live progress: polled."""
-    _status_fragment(ws, project)
+def status_panel(ws: Workspace, project: Project, *, poll: bool = True) -> None:
+    """Labeled / total, labels since the last round, the round's live progress: polled every
+    STATUS_POLL_SECONDS unless `poll` is False (then drawn once per page run).
+
+    Inside one container: a progress bar or warning that comes and goes must not move the
+    widgets below it to new positions (Streamlit would remount them, losing their state).
+    """
+    with st.container(key="status_box"):
+        st.fragment(_status_fragment, run_every=STATUS_POLL_SECONDS if poll else None)(ws, project)
 
 
-@st.fragment(run_every=STATUS_POLL_SECONDS)
 def _status_fragment(ws: Workspace, project: Project) -> None:
     try:
         status = project.status()
@@ -171,9 +190,13 @@ def _status_fragment(ws: Workspace, project: Project) -> None:
             if problem is not None:
                 st.warning(problem, icon=":material/warning:")
     elif last is not None and last.status == "failed":
+        after = (
+            "Labeling continues with the previous ranking."
+            if status.current_round_id is not None
+            else "Labeling continues in random order: there is no model yet."
+        )
         st.warning(
-            f"Round {last.id} failed: {last.error or 'no reason given'}. "
-            "Labeling continues with the previous ranking.",
+            f"Round {last.id} failed: {md(last.error or 'no reason given')}. {after}",
             icon=":material/warning:",
         )
     if status.pool_exhausted:
@@ -188,7 +211,33 @@ def _status_fragment(ws: Workspace, project: Project) -> None:
 # ------------------------------------------------------------------ page scaffolding
 
 
-def sidebar_identity() -> None:
+def release_held(ws: Workspace, key: str) -> None:
+    """Give back the tasks a labeling page holds under `key` (label: one, grid: a page), so a
+    sample is not left leased to someone who moved on (another page, another name)."""
+    held = st.session_state.pop(key, None)
+    if held is None:
+        return
+    project_id, annotator, tasks = held
+    tasks = tasks if isinstance(tasks, list) else [tasks]
+    project = next((p for p in ws.projects() if p.id == project_id), None)
+    if project is None:
+        return
+    for task in tasks:
+        if task is None:
+            continue
+        try:
+            project.release(task.id, annotator=annotator)
+        except ActivelearnError as error:  # e.g. the lease already ran out: nothing to give
+            state.log.info("could not release task %s: %s", task.id, error)
+
+
+def _change_annotator(ws: Workspace) -> None:
+    release_held(ws, state.LABEL_TASK_KEY)
+    release_held(ws, state.GRID_TASKS_KEY)
+    state.forget_annotator()
+
+
+def sidebar_identity(ws: Workspace) -> None:
     name = state.annotator()
     if name is None:
         return
@@ -199,15 +248,27 @@ def sidebar_identity() -> None:
         st.sidebar.button("Log out", key="logout", on_click=st.logout)
     elif state.open_mode():
         st.sidebar.button(
-            "Change annotator", key="annotator_change", on_click=state.forget_annotator
+            "Change annotator", key="annotator_change", on_click=_change_annotator, args=(ws,)
         )
     else:
-        st.sidebar.button("Log out", key="logout", on_click=state.forget_annotator)
+        st.sidebar.button("Log out", key="logout", on_click=_change_annotator, args=(ws,))
 
 
-def require_annotator() -> str:
+def known_spelling(project: Project, name: str) -> str:
+    """The spelling already used in the project for a name typed in another case ("Ana" when
+    "ana" has labeled before), so one person is one annotator; else the name as typed."""
+    try:
+        known = project.labels()["annotator"].unique().tolist()
+    except ActivelearnError:
+        return name
+    matches = sorted(str(other) for other in known if str(other).casefold() == name.casefold())
+    return name if not matches or name in matches else matches[0]
+
+
+def require_annotator(project: Project | None = None) -> str:
     """The acting user's name; until there is one, ask for it (a name in open mode, a log-in
-    once the server has leads) and stop the page."""
+    once the server has leads) and stop the page. With a project, a name typed in another case
+    takes the spelling the project already knows."""
     name = state.annotator()
     if name and (state.open_mode() or state.role() is not None):
         return name
@@ -219,14 +280,14 @@ def require_annotator() -> str:
         )
         st.stop()
     if state.open_mode():
-        _name_form()
+        _name_form(project)
     else:
         _login_form()
     st.stop()
     raise AssertionError("unreachable")  # st.stop() raises; this keeps the type checker honest
 
 
-def _name_form() -> None:
+def _name_form(project: Project | None) -> None:
     st.subheader("Who is labeling?")
     if state.login_configured():
         st.button("Log in", key="login", type="primary", on_click=st.login)
@@ -242,7 +303,8 @@ def _name_form() -> None:
         submitted = st.form_submit_button("Start labeling", key="annotator_start", type="primary")
     if submitted:
         try:
-            state.set_annotator(validate_annotator(typed))
+            name = validate_annotator(typed)
+            state.set_annotator(known_spelling(project, name) if project is not None else name)
         except InvalidAnnotator:
             st.error("Please type a name (printable characters only).")
         except ActivelearnError as error:
@@ -273,7 +335,7 @@ def page_start(title: str) -> tuple[Workspace, Project | None]:
     ws = state.workspace()
     state.write_cookie()
     project = state.project_picker(ws)
-    sidebar_identity()
+    sidebar_identity(ws)
     st.title(title)
     return ws, project
 
@@ -286,7 +348,9 @@ def labeling_page_start(title: str, *, other_page_key: str) -> tuple[Project, st
     if project is None:
         st.info("No project yet: create one on the Project setup page.")
         return None
-    annotator = require_annotator()
-    st.session_state.pop(other_page_key, None)
+    annotator = require_annotator(project)
+    # The other page's samples go back to the queue: held on, they would be served here later
+    # under a stale reason (a cold-start pick shown after round 1).
+    release_held(ws, other_page_key)
     status_panel(ws, project)
     return project, annotator

@@ -110,13 +110,19 @@ def project_picker(ws: Workspace) -> Project | None:
     project = current_project(ws, names)
     if project is None:
         return None
-    # Widget state is dropped on pages that do not draw the widget, so the choice lives under
-    # PROJECT_KEY and is copied into the widget before it is drawn.
-    if st.session_state.get(PICKER_KEY) != project.name:
+    # The choice lives under PROJECT_KEY (widget state is dropped on pages that do not draw the
+    # widget) and is copied into the widget when it differs, which sends it to the browser.
+    # After a page switch the browser drew the picker at its default now and then (the first
+    # project, beside another's data): so the default is the current project too, except on a
+    # run that sets the value (the value wins there; Streamlit warns about a default other than
+    # index 0 given together with a value set through the session state).
+    pushed = st.session_state.get(PICKER_KEY) != project.name
+    if pushed:
         st.session_state[PICKER_KEY] = project.name
     st.sidebar.selectbox(
         "Project",
         names,
+        index=0 if pushed else names.index(project.name),
         key=PICKER_KEY,
         on_change=lambda: select_project(st.session_state[PICKER_KEY]),
     )

@@ -17,6 +17,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 LEAD, ANNOTATOR = "lena", "ana"
 PASSWORDS = {LEAD: "lead password 1", ANNOTATOR: "annotator password 2"}
 NAV = '[data-testid="stSidebarNav"]'
+# The settings form's save button is keyed by project (setting_save_<project id>).
+SAVE_SETTINGS = '[class*="st-key-setting_save_"]'
 
 
 def _team(workspace: Workspace) -> None:
@@ -90,7 +92,7 @@ def test_lead_and_annotator_with_passwords(team_server: AppServer, browser: Any)
     assert annotator.locator(IMAGE).get_attribute("src") == second  # her held task
     lead.goto(url + "/setup")
     lead.get_by_text("Audit log").first.wait_for()
-    lead.locator(".st-key-save_settings button").click()
+    lead.locator(f"{SAVE_SETTINGS} button").first.click()
     lead.get_by_text("Settings saved").wait_for()
     lead.reload()
     lead.get_by_text("Audit log").first.wait_for()
@@ -101,7 +103,7 @@ def test_lead_and_annotator_with_passwords(team_server: AppServer, browser: Any)
     annotator.goto(url + "/setup")
     annotator.wait_for_selector(IMAGE)
     annotator.get_by_text("Page not found").first.wait_for()
-    assert annotator.locator(".st-key-save_settings").count() == 0
+    assert annotator.locator(SAVE_SETTINGS).count() == 0
     assert annotator.locator(".st-key-import_folder").count() == 0
     annotator.goto(url + "/dashboard")
     annotator.wait_for_selector(IMAGE)

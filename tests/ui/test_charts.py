@@ -9,7 +9,7 @@ import sys
 import pandas as pd
 import pytest
 
-from activelearn.ui import charts
+from activelearn.ui import chart_base, charts
 
 EVIL = "<script>alert(1)</script>"
 EVIL_ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
@@ -294,3 +294,66 @@ def test_escape_leaves_only_entities_plotly_decodes() -> None:
     escaped = charts.escape("""<a href="x">'&'</a>""")
     assert escaped == "&lt;a href=&#34;x&#34;&gt;&#39;&amp;&#39;&lt;/a&gt;"
     assert "<" not in escaped and '"' not in escaped and "&quot;" not in escaped
+
+
+# ------------------------------------------------------------------ issue 16: titles never cut
+
+
+def test_every_title_line_fits_the_narrowest_chart() -> None:
+    for chart in _all_charts():
+        for line in chart.figure.layout.title.text.split("<br>"):
+            assert len(line) <= chart_base.TITLE_LINE_CHARS, line
+    assert chart_base.wrap_title("Reliability diagram, latest round (ECE 0.031)") == (
+        "Reliability diagram, latest<br>round (ECE 0.031)"
+    )
+
+
+def test_label_counts_are_ticked_in_whole_numbers() -> None:
+    curves = pd.DataFrame(
+        {"n_labels": [24, 25], "member": [-1, -1], "accuracy": [0.0, 1.0], "accuracy_se": [0, 0]}
+    )
+    chart = charts.learning_curve_chart(curves, metric="accuracy")
+    assert list(chart.figure.layout.xaxis.tickvals) == [24, 25]
+    assert charts.integer_ticks(list(range(0, 200, 10))) == {"tickformat": ",d"}
+    per_class = charts.labels_per_class_chart(
+        pd.DataFrame({"label": ["a"], "split": ["pool"], "count": [2]}), classes=["a", "b"]
+    )
+    assert per_class.figure.layout.yaxis.dtick == 1
+    assert per_class.figure.layout.yaxis.tickformat == ",d"
+
+
+def test_accuracy_axis_stays_within_zero_and_one() -> None:
+    # One evaluation sample, answered wrong: accuracy 0, standard error 0.5.
+    curves = pd.DataFrame(
+        {"n_labels": [25], "member": [-1], "accuracy": [0.0], "accuracy_se": [0.5]}
+    )
+    figure = charts.learning_curve_chart(curves, metric="accuracy").figure
+    assert tuple(figure.layout.yaxis.range) == (0, 1.02)
+    band = next(trace for trace in figure.data if trace.fill == "toself")
+    assert min(band.y) >= 0.0 and max(band.y) <= 1.0
+
+
+def test_captions_name_only_what_is_drawn() -> None:
+    bare = pd.DataFrame({"n_labels": [10], "member": [-1], "accuracy": [0.5]})
+    caption = charts.learning_curve_chart(bare, metric="accuracy").caption
+    assert "shading" not in caption and "dotted" not in caption and "random" not in caption
+    full = charts.learning_curve_chart(
+        _curves(),
+        metric="accuracy",
+        simulation=pd.DataFrame({"n_labels": [10], "accuracy": [0.4], "accuracy_se": [0.01]}),
+    ).caption
+    assert "shading" in full and "dotted" in full and "dashed orange random" in full
+    first = charts.score_histogram_chart(
+        score="mutual_information", edges=[0, 1, 2], latest=[3, 4], previous=None
+    )
+    assert "grey" not in first.caption
+    epochs = pd.DataFrame({"member": [0], "epoch": [0], "train_loss": [1.0], "val_loss": [None]})
+    assert "dashed" not in charts.training_curve_chart(epochs).caption
+    abstention = charts.abstention_chart(
+        thresholds=[0, 1], abstained_share=[0, 1], expected_accuracy=[0.5, 1], threshold=0.5
+    )
+    assert [trace.line.color for trace in abstention.figure.data] == [
+        charts.ENSEMBLE_COLOR,
+        charts.RANDOM_COLOR,
+    ]
+    assert "(blue)" in abstention.caption and "(orange)" in abstention.caption

@@ -14,6 +14,7 @@ from activelearn import Project, Workspace
 from activelearn.services import rounds
 from activelearn.ui.app_pages import grid as grid_page
 from activelearn.ui.app_pages import label as label_page
+from activelearn.ui.app_pages import setup as setup_page
 from activelearn.ui.components import md, ranking_badge
 from tests.conftest import png_bytes, write_images
 from tests.services.test_rounds import run_one
@@ -174,14 +175,15 @@ def test_why_panel_and_grid_prefill_after_a_round(
         task.scores["mutual_information"], abs=1e-3
     )
     assert any("Members' top class" in m.value for m in at.markdown)
-    # The grid's cells start at the ensemble's prediction.
+    # The grid's cells start undecided, the ensemble's prediction offered as a suggestion.
     at.switch_page(f"{PAGES}/grid.py").run()
     assert not at.exception, at.exception
     tasks = at.session_state["grid_tasks"][2]
     for task in tasks:
         expected = grid_page.predicted_label(task, CLASSES)
         assert expected is not None
-        assert at.selectbox(key=grid_page.cell_key(task)).value == expected
+        assert at.selectbox(key=grid_page.cell_key(task)).value is None
+        assert at.checkbox(key=grid_page.accept_key(task)).label == f"Accept: {expected}"
 
 
 # ------------------------------------------------------------------ grid
@@ -211,11 +213,13 @@ def test_grid_blank_cells_go_back_to_the_queue(app_env: Workspace, project: Proj
     at.selectbox(key=grid_page.cell_key(tasks[0])).set_value("bird")
     at.button(key="grid_submit").click().run()
     assert list(project.labels()["sample_id"]) == [tasks[0].sample_id]
-    assert "11 left blank went back to the queue" in at.success[0].value
-    # Released, not skipped: they keep their place at the front of the queue, so the next page
-    # (of the same cold-start order) starts with them again.
+    assert "11 not decided went back to the queue" in at.success[0].value
+    # Released, not skipped, but not straight back to the same annotator: the next page is
+    # other samples, and the undecided ones are open for the next annotator.
     following = {task.sample_id for task in at.session_state["grid_tasks"][2]}
-    assert {task.sample_id for task in tasks[1:]} <= following
+    assert not following & {task.sample_id for task in tasks}
+    other = {task.sample_id for task in project.next_tasks("bo", count=11)}
+    assert other == {task.sample_id for task in tasks[1:]}
 
 
 # ------------------------------------------------------------------ project setup
@@ -225,15 +229,15 @@ def test_create_project_and_switch(app_env: Workspace) -> None:
     at = new_app().run()
     at.switch_page(f"{PAGES}/setup.py").run()
     at.text_input(key="new_project_name").input("birds")
-    at.text_area(key="new_project_classes").input("owl, <b>fox</b>\nwren")
+    at.text_area(key="new_project_classes").input("owl\n<b>fox</b>\nwren")
     at.button(key="create_project").click().run()
     assert not at.exception, at.exception
     assert app_env.project("birds").classes == ["owl", "<b>fox</b>", "wren"]
     assert at.selectbox(key="project_picker").value == "birds"
-    assert "Created project 'birds'" in at.success[0].value
+    assert "Created project birds (3 classes)" in at.success[0].value
     # A bad request is explained in words.
     at.text_input(key="new_project_name").input("birds")
-    at.text_area(key="new_project_classes").input("a, b")
+    at.text_area(key="new_project_classes").input("a\nb")
     at.button(key="create_project").click().run()
     assert "already exists" in at.error[0].value
     # Switching back through the sidebar.
@@ -294,10 +298,10 @@ def test_settings_and_retrain_now(
         project.submit(task.id, label=label, annotator="seed")
     at = new_app().run()
     at.switch_page(f"{PAGES}/setup.py").run()
-    at.selectbox(key="setting_strategy").select("entropy")
-    at.number_input(key="setting_members").set_value(3)
-    at.number_input(key="setting_retrain_every").set_value(7)
-    at.button(key="save_settings").click().run()
+    at.selectbox(key=setup_page.setting_key(project, "strategy")).select("entropy")
+    at.number_input(key=setup_page.setting_key(project, "members")).set_value(3)
+    at.number_input(key=setup_page.setting_key(project, "retrain_every")).set_value(7)
+    at.button(key=setup_page.setting_key(project, "save")).click().run()
     assert not at.exception, at.exception
     settings = project.settings
     assert (settings.strategy, settings.members, settings.retrain_every) == ("entropy", 3, 7)

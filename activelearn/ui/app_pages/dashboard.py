@@ -2,7 +2,8 @@
 
 A page script (st.navigation runs it top to bottom). Data comes from
 activelearn.services.dashboard, cached per round (a finished round never changes) or per label
-version (labels do); figures come from activelearn.ui.charts; user text goes through
+version (labels do); figures come from activelearn.ui.charts, drawn with the pieces in
+activelearn.ui.dashboard_parts; user text goes through
 components.md (Markdown) or charts.escape (Plotly).
 """
 
@@ -17,14 +18,24 @@ from activelearn import ActivelearnError, Project
 from activelearn.core.ood_text import OOD_SCORE_MEANING
 from activelearn.services import dashboard as data
 from activelearn.services import export
-from activelearn.ui import charts, components, state
+from activelearn.ui import charts, components
+from activelearn.ui.dashboard_parts import (
+    CHART_ROW_CSS,
+    chart_row,
+    eval_set_notice,
+    eval_trust,
+    gallery,
+    send_back,
+    show_chart,
+    show_message,
+    show_selected_sample,
+    shown_name,
+)
 from activelearn.ui.embedding_map import section_embedding_map
 from activelearn.ui.rejected import section_rejected
 
 THRESHOLD_KEY = "dashboard_threshold"
 SCATTER_KEY = "dashboard_scatter"
-MESSAGE_KEY = "dashboard_message"
-GALLERY_PIXELS = 112
 MAX_LABEL_ERRORS_SHOWN = 20
 VERDICT_STYLE = {
     "keep labeling": (st.success, ":material/trending_up:"),
@@ -75,106 +86,43 @@ def _simulation_stamp(project: Project) -> tuple:
     return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in folder.glob("*.csv")))
 
 
-# ------------------------------------------------------------------ pieces
-
-
-def show_chart(chart: charts.Chart, *, key: str, **options: Any) -> Any:
-    event = st.plotly_chart(chart.figure, key=key, **options)
-    st.caption(chart.caption)
-    return event
-
-
-def gallery(frame: pd.DataFrame, classes: tuple[str, ...], *, score: str) -> None:
-    if frame.empty:
-        st.caption("No samples.")
-        return
-    images: list[bytes] = []
-    captions: list[str] = []
-    for row in frame.itertuples(index=False):
-        try:
-            images.append(components.upscaled_png(str(row.path), GALLERY_PIXELS))
-        except OSError:
-            continue
-        predicted = classes[row.predicted_class] if row.predicted_class < len(classes) else "?"
-        captions.append(
-            f"#{row.sample_id} · {components.md(predicted)} · {getattr(row, score):.3f}"
-        )
-    if images:
-        st.image(images, caption=captions, width=GALLERY_PIXELS)
-    else:
-        st.caption("The image files of these samples are missing.")
-
-
-def show_selected_sample(event: Any, view: data.PoolView, classes: tuple[str, ...]) -> None:
-    points = []
-    try:
-        points = list(event.selection.points) if event is not None else []
-    except AttributeError:
-        points = []
-    if not points:
-        st.caption("Click a point of the scatter plot to see its image here.")
-        return
-    custom = points[0].get("customdata") or []
-    if not custom:
-        return
-    sample_id = int(custom[0])
-    row = view.points[view.points["sample_id"] == sample_id]
-    if row.empty:
-        return
-    sample = row.iloc[0]
-    left, right = st.columns([1, 3])
-    with left:
-        components.show_image(str(sample["path"]), target=GALLERY_PIXELS * 2)
-    with right:
-        predicted = int(sample["predicted_class"])
-        name = classes[predicted] if predicted < len(classes) else str(predicted)
-        st.markdown(
-            f"**Sample {sample_id}** · {components.md(charts.file_name(sample['path']))}  \n"
-            f"Predicted **{components.md(name)}** with confidence {sample['confidence']:.3f}  \n"
-            f"Mutual information {sample['mutual_information']:.3f} · expected entropy "
-            f"{sample['expected_entropy']:.3f} · predictive entropy "
-            f"{sample['predictive_entropy']:.3f}"
-        )
-
-
-def _send_back(project: Project, sample_id: int) -> None:
-    by = state.annotator() or "project lead"
-    try:
-        withdrawn = data.send_back_for_review(project, sample_id, by=by)
-    except ActivelearnError as error:
-        st.session_state[MESSAGE_KEY] = ("error", str(error))
-        return
-    st.session_state[MESSAGE_KEY] = (
-        "success",
-        f"Sample {sample_id} is back in the labeling queue ({withdrawn} label(s) withdrawn, "
-        "kept in the history).",
-    )
-
-
-def _show_message() -> None:
-    message = st.session_state.pop(MESSAGE_KEY, None)
-    if message is not None:
-        kind, text = message
-        (st.error if kind == "error" else st.success)(text)
-
-
 # ------------------------------------------------------------------ sections
 
 
-def section_stopping(advice: data.StoppingAdvice, curves: pd.DataFrame) -> None:
+def verdict_text(advice: data.StoppingAdvice) -> str:
+    """The verdict in bold, then the message without repeating it ("Keep labeling: ...")."""
+    verdict = advice.verdict.capitalize()
+    message = advice.message
+    if message.lower().startswith(advice.verdict.lower()):
+        message = message[len(advice.verdict) :].lstrip(" :.-").strip()
+        message = message[:1].upper() + message[1:]
+    return f"**{verdict}.** {message}"
+
+
+def section_stopping(
+    advice: data.StoppingAdvice, curves: pd.DataFrame, untrusted_n: int | None = None
+) -> None:
     show, icon = VERDICT_STYLE.get(advice.verdict, (st.info, None))
-    show(f"**{advice.verdict.capitalize()}.** {advice.message}", icon=icon)
+    show(verdict_text(advice), icon=icon)
     cols = st.columns(4)
     gain = advice.gain_per_100
-    cols[0].metric(
-        "Accuracy gain per 100 labels", "n/a" if gain is None else f"{gain * 100:+.2f} pp"
-    )
     acc = advice.latest_accuracy
     se = advice.latest_accuracy_se
+    too_few = (
+        None
+        if untrusted_n is None
+        else f"Not shown: {untrusted_n} evaluation sample{'s' if untrusted_n != 1 else ''} "
+        "are too few to measure accuracy."
+    )
+    cols[0].metric(
+        "Accuracy gain per 100 labels",
+        "n/a" if gain is None or too_few else f"{gain * 100:+.2f} pp",
+        help=too_few,
+    )
     cols[1].metric(
         "Latest accuracy",
-        "n/a" if acc is None else f"{acc:.1%}",
-        help=None if se is None else f"±{se:.1%} (one standard error)",
+        "n/a" if acc is None or too_few else f"{acc:.1%}",
+        help=too_few or (None if se is None else f"±{se:.1%} (one standard error)"),
     )
     share = advice.informative_share
     cols[2].metric(
@@ -198,14 +146,19 @@ def section_stopping(advice: data.StoppingAdvice, curves: pd.DataFrame) -> None:
             )
 
 
-def section_learning(curves: data.LearningCurves, training: pd.DataFrame, round_id: int) -> None:
+def section_learning(
+    curves: data.LearningCurves,
+    training: pd.DataFrame,
+    round_id: int,
+    untrusted_n: int | None = None,
+) -> None:
     if curves.simulation is None:
         st.caption(
             "No simulation results for this project yet: run `activelearn simulate --project "
             "NAME --manifest POOL.csv --test TEST.csv` (or `--demo`) to draw the random-sampling "
             "curve beside these."
         )
-    columns = st.columns(3)
+    columns = chart_row(3, key="learning")
     for column, metric in zip(columns, data.METRICS, strict=True):
         with column:
             show_chart(
@@ -213,6 +166,7 @@ def section_learning(curves: data.LearningCurves, training: pd.DataFrame, round_
                     curves.curves, metric=metric, simulation=curves.simulation
                 ),
                 key=f"chart_learning_{metric}",
+                untrusted_n=untrusted_n,
             )
     sources = sorted(set(curves.curves["eval_source"].dropna()))
     if len(sources) > 1:
@@ -226,12 +180,14 @@ def section_learning(curves: data.LearningCurves, training: pd.DataFrame, round_
         show_chart(charts.training_curve_chart(training, round_id=round_id), key="chart_training")
 
 
-def section_pool(view: data.PoolView, classes: tuple[str, ...]) -> None:
+def section_pool(view: data.PoolView, classes: tuple[str, ...], project: Project) -> None:
+    shown = pd.concat([view.top_mutual_information, view.out_of_distribution])
+    names = project.original_names([int(i) for i in shown["sample_id"]]) if len(shown) else {}
     st.caption(
         f"Round {view.round_id} scored {view.n_pool:,} unlabeled pool samples"
         + (f"; grey bars are round {view.previous_id}." if view.previous_id else ".")
     )
-    columns = st.columns(len(view.histograms) or 1)
+    columns = chart_row(len(view.histograms) or 1, key="histograms")
     for column, (score, hist) in zip(columns, view.histograms.items(), strict=False):
         with column:
             show_chart(
@@ -245,12 +201,12 @@ def section_pool(view: data.PoolView, classes: tuple[str, ...]) -> None:
                 ),
                 key=f"chart_hist_{score}",
             )
-    scatter_with_selection(view, classes)
+    scatter_with_selection(view, classes, project)
     left, right = st.columns(2)
     with left:
         st.subheader("Most informative samples")
         st.caption("Highest mutual information: the members disagree most; the queue's top.")
-        gallery(view.top_mutual_information, classes, score="mutual_information")
+        gallery(view.top_mutual_information, classes, score="mutual_information", names=names)
     with right:
         st.subheader("Possibly out of distribution")
         if view.ood_source == "ood_score":
@@ -259,18 +215,18 @@ def section_pool(view: data.PoolView, classes: tuple[str, ...]) -> None:
                 "foreign images (letters, noise, blanks, textures) in the pool: AUROC 0.99 at "
                 "300 labels (benchmarks/honesty.md). Reject one that is not a valid sample."
             )
-            gallery(view.out_of_distribution, classes, score="ood_score")
+            gallery(view.out_of_distribution, classes, score="ood_score", names=names)
         else:
             st.caption(
                 "This round has no OOD score (it ran before the score existed): highest "
                 "predictive entropy among the 10% of the pool with the most member "
                 "disagreement, a proxy, not a detector."
             )
-            gallery(view.out_of_distribution, classes, score="predictive_entropy")
+            gallery(view.out_of_distribution, classes, score="predictive_entropy", names=names)
 
 
 @st.fragment
-def scatter_with_selection(view: data.PoolView, classes: tuple[str, ...]) -> None:
+def scatter_with_selection(view: data.PoolView, classes: tuple[str, ...], project: Project) -> None:
     """A click on a point reruns only this fragment, not the page's other charts."""
     event = show_chart(
         charts.uncertainty_scatter_chart(view.points, classes=classes),
@@ -278,14 +234,17 @@ def scatter_with_selection(view: data.PoolView, classes: tuple[str, ...]) -> Non
         on_select="rerun",
         selection_mode="points",
     )
-    show_selected_sample(event, view, classes)
+    show_selected_sample(event, view, classes, project)
 
 
 def section_calibration(details: data.RoundDetails, curves: pd.DataFrame) -> None:
-    left, right = st.columns(2)
+    left, right = chart_row(2, key="calibration")
     reliability = details.reliability
+    untrusted_n = eval_trust(details)
     with left:
-        if reliability.get("edges"):
+        if details.n_eval == 0:
+            st.caption("No reliability diagram: this round had no evaluation samples.")
+        elif reliability.get("edges"):
             show_chart(
                 charts.reliability_chart(
                     edges=reliability["edges"],
@@ -295,11 +254,16 @@ def section_calibration(details: data.RoundDetails, curves: pd.DataFrame) -> Non
                     ece=details.ece,
                 ),
                 key="chart_reliability",
+                untrusted_n=untrusted_n,
             )
         else:
             st.caption("The latest round stored no reliability bins.")
     with right:
-        show_chart(charts.ece_over_rounds_chart(data.ece_over_rounds(curves)), key="chart_ece")
+        show_chart(
+            charts.ece_over_rounds_chart(data.ece_over_rounds(curves)),
+            key="chart_ece",
+            untrusted_n=untrusted_n,
+        )
 
 
 @st.fragment
@@ -322,15 +286,22 @@ def section_selective(details: data.RoundDetails, view: data.PoolView) -> None:
         "n/a" if expected is None else f"{expected:.1%}",
         help="The mean confidence of the pool samples kept: accuracy if the model is calibrated.",
     )
+    untrusted_n = eval_trust(details)
     cols[2].metric(
         "Evaluation accuracy above it",
-        "n/a" if eval_accuracy is None else f"{eval_accuracy:.1%}",
-        help=f"Measured on the {eval_coverage:.0%} of evaluation samples at or above it.",
+        "n/a" if eval_accuracy is None or untrusted_n is not None else f"{eval_accuracy:.1%}",
+        help=(
+            f"Measured on the {eval_coverage:.0%} of evaluation samples at or above it."
+            if untrusted_n is None
+            else f"Not shown: {untrusted_n} evaluation samples are too few to measure it."
+        ),
     )
-    left, right = st.columns(2)
+    left, right = chart_row(2, key="selective")
     with left:
         coverage = details.risk_coverage
-        if coverage.get("coverage"):
+        if details.n_eval == 0:
+            st.caption("No accuracy-coverage curve: this round had no evaluation samples.")
+        elif coverage.get("coverage"):
             show_chart(
                 charts.accuracy_coverage_chart(
                     coverage=coverage["coverage"],
@@ -339,6 +310,7 @@ def section_selective(details: data.RoundDetails, view: data.PoolView) -> None:
                     marked_coverage=eval_coverage if details.eval_confidence else None,
                 ),
                 key="chart_coverage",
+                untrusted_n=untrusted_n,
             )
         else:
             st.caption("The latest round stored no risk-coverage curve.")
@@ -355,15 +327,18 @@ def section_selective(details: data.RoundDetails, view: data.PoolView) -> None:
 
 
 def section_labels(stats: data.LabelStats, details: data.RoundDetails | None, classes) -> None:
-    left, right = st.columns(2)
+    left, right = chart_row(2, key="labels")
     with left:
-        if details is not None and details.confusion:
+        if details is None:
+            st.caption("No confusion matrix before the first finished round.")
+        elif details.n_eval == 0 or not details.confusion:
+            st.caption(f"No confusion matrix: round {details.round_id} had no evaluation samples.")
+        else:
             show_chart(
                 charts.confusion_matrix_chart(details.confusion, classes=classes),
                 key="chart_confusion",
+                untrusted_n=eval_trust(details),
             )
-        else:
-            st.caption("No confusion matrix before the first finished round.")
     with right:
         if stats.per_class.empty:
             st.caption("No labels yet.")
@@ -372,7 +347,7 @@ def section_labels(stats: data.LabelStats, details: data.RoundDetails | None, cl
                 charts.labels_per_class_chart(stats.per_class, classes=classes),
                 key="chart_per_class",
             )
-    left, right = st.columns(2)
+    left, right = chart_row(2, key="people")
     with left:
         if not stats.per_hour.empty:
             show_chart(charts.labels_per_hour_chart(stats.per_hour), key="chart_per_hour")
@@ -401,11 +376,12 @@ def section_label_errors(project: Project, errors: list[data.SuspectedLabelError
         "held 89% of the flipped ones (benchmarks/honesty.md). Sending one back withdraws its "
         "label (kept in the history) and returns it to the labeling queue."
     )
-    _show_message()
+    show_message()
     if not errors:
         st.success("No suspected label errors in the latest round.")
         return
     st.markdown(f"**{len(errors):,}** suspected; the most suspicious first.")
+    names = project.original_names([e.sample_id for e in errors[:MAX_LABEL_ERRORS_SHOWN]])
     for error in errors[:MAX_LABEL_ERRORS_SHOWN]:
         image, text, action = st.columns([1, 4, 2], vertical_alignment="center")
         with image:
@@ -416,7 +392,8 @@ def section_label_errors(project: Project, errors: list[data.SuspectedLabelError
         with text:
             by = f" by {components.md(error.annotator)}" if error.annotator else ""
             st.markdown(
-                f"**#{error.sample_id}** {components.md(charts.file_name(error.path))}  \n"
+                f"**#{error.sample_id}** "
+                f"{components.md(shown_name(names, error.sample_id, error.path))}  \n"
                 f"labeled **{components.md(error.label)}**{by}; judges suggest "
                 f"**{components.md(error.suggested)}** (score {error.score:.2f}: "
                 f"{error.label_probability:.0%} for the label)"
@@ -425,7 +402,7 @@ def section_label_errors(project: Project, errors: list[data.SuspectedLabelError
             st.button(
                 "Send back for re-review",
                 key=f"dashboard_review_{error.sample_id}",
-                on_click=_send_back,
+                on_click=send_back,
                 args=(project, error.sample_id),
             )
 
@@ -513,6 +490,7 @@ if project is None:
     st.info("No project yet: create one on the Project setup page.")
     st.stop()
 assert project is not None
+st.html(CHART_ROW_CSS)
 
 cache_key = (workspace.url, project.id)
 summary = data.overview(project)
@@ -549,13 +527,18 @@ training = _training(project, cache_key, latest.id)
 advice = data.stopping_advice(project, curves.curves, view)
 label_errors = _errors(project, cache_key, latest.id, version)
 
+rounds_done = len(summary.rounds)
+eval_kind = "imported test" if details.eval_source == "test" else "held-out audit"
 st.caption(
-    f"Latest finished round: {latest.id}, trained on {latest.n_labels:,} labels; "
-    f"{len(summary.rounds)} finished round(s) in all. Evaluated on {details.n_eval:,} "
-    f"{'imported test' if details.eval_source == 'test' else 'held-out audit'} samples."
+    f"Latest finished round: {latest.id}, trained on {latest.n_labels:,} "
+    f"label{'s' if latest.n_labels != 1 else ''}; {rounds_done} finished "
+    f"round{'s' if rounds_done != 1 else ''} in all. Evaluated on {details.n_eval:,} {eval_kind} "
+    f"sample{'s' if details.n_eval != 1 else ''}."
 )
+eval_set_notice(details)
+untrusted = eval_trust(details)
 st.header("Stopping advice")
-section_stopping(advice, curves.curves)
+section_stopping(advice, curves.curves, untrusted)
 
 (
     tab_learning,
@@ -581,9 +564,9 @@ section_stopping(advice, curves.curves)
     ]
 )
 with tab_learning:
-    section_learning(curves, training, latest.id)
+    section_learning(curves, training, latest.id, untrusted)
 with tab_pool:
-    section_pool(view, classes)
+    section_pool(view, classes, project)
 with tab_map:
     section_embedding_map(project, latest.id, list(classes))
 with tab_calibration:

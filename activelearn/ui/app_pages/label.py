@@ -196,6 +196,7 @@ def _recent_labels(project: Project, annotator: str, classes: list[str]) -> None
         {
             "image": [components.thumbnail_data_uri(record.path) for record in records],
             "sample": [record.sample_id for record in records],
+            "file": [record.original_name or "" for record in records],
             "label": [record.label for record in records],
             "labeled at": [record.labeled_at for record in records],
         }
@@ -208,7 +209,7 @@ def _recent_labels(project: Project, annotator: str, classes: list[str]) -> None
         key=key,
         hide_index=True,
         num_rows="fixed",
-        disabled=["image", "sample", "labeled at"],
+        disabled=["image", "sample", "file", "labeled at"],
         column_config={
             "image": st.column_config.ImageColumn("image", width="small"),
             "label": st.column_config.SelectboxColumn("label", options=classes, required=True),
@@ -222,6 +223,9 @@ def _recent_labels(project: Project, annotator: str, classes: list[str]) -> None
 
 def _buttons(project: Project, annotator: str, task: Task, classes: list[str]) -> None:
     keys = shortcut_keys(classes)
+    # Short names get even buttons; long ones a button as wide as the name needs (wrapping in
+    # the row), with the full name on hover too: never a cut "Northern car…".
+    long_names = max(len(name) for name in classes) > 10
     with st.container(key="class_buttons", horizontal=True, gap="small"):
         for index, name in enumerate(classes):
             st.button(
@@ -231,7 +235,8 @@ def _buttons(project: Project, annotator: str, task: Task, classes: list[str]) -
                 shortcut=keys[index],
                 on_click=on_label,
                 args=(project, annotator, task.id, name),
-                width=120 if len(classes) > 10 else 88,
+                help=components.md(name) if long_names else None,
+                width="content" if long_names else 120 if len(classes) > 10 else 88,
             )
     with st.container(horizontal=True, gap="small"):
         st.button(
@@ -301,7 +306,9 @@ def labeler(project: Project, annotator: str) -> None:
     left, right = st.columns([5, 6], gap="large")
     with left, st.container(key="label_image"):
         components.show_image(task.image)
-        st.caption(f"Sample {task.sample_id} · task {task.id}")
+        st.caption(
+            f"**{components.md(task.shown_name)}** · Sample {task.sample_id} · task {task.id}"
+        )
     with right:
         _buttons(project, annotator, task, classes)
         st.caption(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
 import pandas as pd
@@ -17,8 +16,20 @@ MESSAGE_KEY = "setup_message"  # (kind, text): one-shot result of the last actio
 
 
 def parse_classes(text: str) -> list[str]:
-    """Class names typed one per line or separated by commas; blanks dropped, order kept."""
-    return [part.strip() for part in re.split(r"[,\n]", text or "") if part.strip()]
+    """Class names typed one per line; blanks dropped, order kept.
+
+    Never split at commas: "Northern cardinal, adult male" is one class.
+    """
+    return [line.strip() for line in (text or "").splitlines() if line.strip()]
+
+
+def setting_key(project: Project, name: str) -> str:
+    """The settings form's widget keys belong to one project: after a switch the form is a new
+    set of widgets showing the new project's values, never the old project's."""
+    return f"setting_{name}_{project.id}"
+
+
+CHANNEL_CHOICES = {1: "grayscale (1 channel)", 3: "colour (3 channels, RGB)"}
 
 
 def strategy_choices(current: str) -> list[str]:
@@ -56,7 +67,10 @@ def on_create(ws: Workspace) -> None:
         _message("error", str(error))
         return
     state.select_project(project.name)
-    _message("success", f"Created project {project.name!r} with {len(classes)} classes.")
+    st.session_state["new_project_name"] = ""
+    st.session_state["new_project_classes"] = ""
+    st.session_state.pop(REPORT_KEY, None)
+    _message("success", f"Created project {components.md(project.name)} ({len(classes)} classes).")
 
 
 def _store_report(project: Project, source: str, report: ImportReport) -> None:
@@ -64,6 +78,8 @@ def _store_report(project: Project, source: str, report: ImportReport) -> None:
 
 
 def _run_import(project: Project, source: str, run: Callable[[], ImportReport]) -> None:
+    # An old report must not stay on screen under the new attempt's error.
+    st.session_state.pop(REPORT_KEY, None)
     try:
         _store_report(project, source, run())
     except ActivelearnError as error:
@@ -97,13 +113,18 @@ def on_import_zip(project: Project) -> None:
 
 
 def on_save_settings(project: Project) -> None:
+    def value(name: str) -> object:
+        return st.session_state[setting_key(project, name)]
+
     try:
         project.update_settings(
-            strategy=st.session_state["setting_strategy"],
-            members=int(st.session_state["setting_members"]),
-            epochs=int(st.session_state["setting_epochs"]),
-            retrain_every=int(st.session_state["setting_retrain_every"]),
-            audit_share=float(st.session_state["setting_audit_share"]) / 100.0,
+            strategy=value("strategy"),
+            members=int(value("members")),
+            epochs=int(value("epochs")),
+            retrain_every=int(value("retrain_every")),
+            audit_share=float(value("audit_share")) / 100.0,
+            image_size=int(value("image_size")),
+            channels=int(value("channels")),
         )
     except ActivelearnError as error:
         _message("error", str(error))
@@ -113,6 +134,10 @@ def on_save_settings(project: Project) -> None:
 
 def on_retrain(ws: Workspace, project: Project) -> None:
     try:
+        if project.status().n_labeled == 0:
+            # Training needs labeled pool samples: a round queued now could only fail.
+            _message("error", "Nothing to train on yet: label at least one pool sample first.")
+            return
         info = project.request_round(requested_by=state.annotator() or "setup page")
     except ActivelearnError as error:
         _message("error", str(error))
@@ -143,7 +168,8 @@ def on_add_classes(project: Project) -> None:
     except ActivelearnError as error:
         _message("error", str(error))
         return
-    _message("success", f"The classes are now: {', '.join(merged)}.")
+    st.session_state["add_classes_names"] = ""
+    _message("success", "The classes are now: " + "; ".join(components.md(c) for c in merged))
 
 
 # ------------------------------------------------------------------ sections
@@ -158,9 +184,17 @@ def _import_report(project: Project) -> None:
     kind = st.success if report.accepted and not report.rejected else st.warning
     if not report.accepted and report.rejected:
         kind = st.error
+    if report.conflicts:
+        kind = st.warning
+    n_conflicts = len(report.conflicts)
+    conflicts = (
+        f", {n_conflicts:,} label conflict{'s' if n_conflicts != 1 else ''} (not imported)"
+        if n_conflicts
+        else ""
+    )
     kind(
         f"{len(report.accepted):,} imported, {len(report.duplicates):,} duplicates skipped, "
-        f"{len(report.rejected):,} rejected."
+        f"{len(report.rejected):,} rejected{conflicts}."
     )
     st.text(report.summary())
     if report.rejected:
@@ -168,6 +202,14 @@ def _import_report(project: Project) -> None:
             pd.DataFrame(report.rejected, columns=["file", "reason"]),
             hide_index=True,
             width="stretch",
+        )
+    if report.conflicts:
+        st.markdown("**Label conflicts**: the same image already has another label")
+        st.dataframe(
+            pd.DataFrame(report.conflicts, columns=["file", "conflict"]),
+            hide_index=True,
+            width="stretch",
+            key="import_conflicts",
         )
     if report.duplicates:
         with st.expander(f"{len(report.duplicates):,} duplicates (already in the project)"):
@@ -182,7 +224,7 @@ def _create_section(ws: Workspace) -> None:
             "Classes",
             key="new_project_classes",
             placeholder="cat\ndog\nbird",
-            help="One per line, or separated by commas. At least two.",
+            help="One class per line (commas are part of a name). At least two.",
         )
         st.form_submit_button(
             "Create project", key="create_project", type="primary", on_click=on_create, args=(ws,)
@@ -193,7 +235,10 @@ def _import_section(project: Project) -> None:
     st.markdown("**Import images**")
     team.import_roots_caption(project.workspace)
     limit = int(st.get_option("server.maxUploadSize"))
-    folder, manifest, upload = st.tabs(["Server folder", "CSV manifest", "Zip upload"])
+    # Keyed, with its choice kept: a rerun (choosing a zip) must not jump back to the first tab.
+    folder, manifest, upload = st.tabs(
+        ["Server folder", "CSV manifest", "Zip upload"], key="import_tabs", on_change="rerun"
+    )
     with folder:
         st.text_input(
             "Folder path on the server",
@@ -231,27 +276,35 @@ def _import_section(project: Project) -> None:
 
 def _settings_section(ws: Workspace, project: Project) -> None:
     settings = project.settings
-    with st.form("settings_form"):
+    # Keyed by the project (see setting_key) so the form always shows and saves this project.
+    with st.form(f"settings_form_{project.id}"):
         st.markdown("**Training**")
         strategies = strategy_choices(settings.strategy)
         st.selectbox(
             "Acquisition strategy",
             strategies,
             index=strategies.index(settings.strategy),
-            key="setting_strategy",
+            key=setting_key(project, "strategy"),
             format_func=lambda name: components.STRATEGY_NAMES.get(name, name),
         )
         a, b = st.columns(2)
         a.number_input(
-            "Ensemble size", 1, 64, settings.members, key="setting_members", help="Members (M)."
+            "Ensemble size",
+            1,
+            64,
+            settings.members,
+            key=setting_key(project, "members"),
+            help="Members (M).",
         )
-        b.number_input("Epochs per round", 1, 1000, settings.epochs, key="setting_epochs")
+        b.number_input(
+            "Epochs per round", 1, 1000, settings.epochs, key=setting_key(project, "epochs")
+        )
         a.number_input(
             "Retrain after this many new labels",
             0,
             100_000,
             settings.retrain_every,
-            key="setting_retrain_every",
+            key=setting_key(project, "retrain_every"),
             help="0 turns automatic retraining off.",
         )
         b.number_input(
@@ -260,14 +313,60 @@ def _settings_section(ws: Workspace, project: Project) -> None:
             99.0,
             round(settings.audit_share * 100, 1),
             step=1.0,
-            key="setting_audit_share",
+            key=setting_key(project, "audit_share"),
             help="Share of served samples drawn at random and held out to measure accuracy.",
         )
-        st.form_submit_button(
-            "Save settings", key="save_settings", on_click=on_save_settings, args=(project,)
+        a.number_input(
+            "Image size (pixels)",
+            8,
+            256,
+            settings.image_size,
+            key=setting_key(project, "image_size"),
+            help="Every image is resized to this square size for training and scoring.",
         )
-    active = project.active_round()
-    with st.container(horizontal=True):
+        b.selectbox(
+            "Channels",
+            list(CHANNEL_CHOICES),
+            index=list(CHANNEL_CHOICES).index(settings.channels),
+            key=setting_key(project, "channels"),
+            format_func=CHANNEL_CHOICES.__getitem__,
+            help="Grayscale suits digits and scans; colour photos need 3 channels.",
+        )
+        st.form_submit_button(
+            "Save settings",
+            key=setting_key(project, "save"),
+            on_click=on_save_settings,
+            args=(project,),
+        )
+    st.fragment(_round_controls, run_every=_poll(components.STATUS_POLL_SECONDS))(ws, project)
+
+
+def _upload_pending() -> bool:
+    """The zip tab is open with no file chosen yet. A timed fragment rerun that lands while the
+    browser sends the chosen file made Streamlit drop the file (seen at 800x900 in Chromium), so
+    the page's polling pauses until the file has arrived."""
+    return (
+        st.session_state.get("import_tabs") == "Zip upload"
+        and st.session_state.get("import_zip_file") is None
+    )
+
+
+def _poll(seconds: float) -> float | None:
+    """How often a fragment of this page refreshes itself: None (not at all) while an upload
+    is pending."""
+    return None if _upload_pending() else seconds
+
+
+def _round_controls(ws: Workspace, project: Project) -> None:
+    """Retrain now / Cancel round, re-read every poll so they never outlive the round."""
+    try:
+        active = project.active_round()
+        status = project.status()
+    except ActivelearnError as error:
+        components.show_error(error)
+        return
+    trainable = status.n_labeled > 0
+    with st.container(horizontal=True, vertical_alignment="center"):
         st.button(
             "Retrain now",
             key="retrain_now",
@@ -275,58 +374,100 @@ def _settings_section(ws: Workspace, project: Project) -> None:
             icon=":material/model_training:",
             on_click=on_retrain,
             args=(ws, project),
-            disabled=active is not None,
+            disabled=active is not None or not trainable,
             help="Queue a round now; the background worker trains it while labeling goes on.",
         )
         if active is not None:
             st.button("Cancel round", key="cancel_round", on_click=on_cancel, args=(project,))
+            st.caption(f"Round {active.id} is {active.status}.")
+        elif not trainable:
+            st.caption("Label at least one pool sample first: a round needs labels to train on.")
 
 
 def _classes_section(project: Project) -> None:
     st.markdown("**Classes**")
-    st.text(", ".join(project.classes))
-    with st.container(horizontal=True, vertical_alignment="bottom"):
-        st.text_input("Add classes", key="add_classes_names", placeholder="e.g. fox, owl")
-        st.button("Add", key="add_classes", on_click=on_add_classes, args=(project,))
+    # One per line, in full: long names wrap instead of being cut.
+    st.text("\n".join(project.classes))
+    with st.form(f"add_classes_form_{project.id}", border=False):
+        st.text_area(
+            "Add classes",
+            key="add_classes_names",
+            placeholder="fox\nowl",
+            help="One class per line; commas are part of a name.",
+        )
+        st.form_submit_button("Add", key="add_classes", on_click=on_add_classes, args=(project,))
 
 
 def _projects_table(ws: Workspace) -> None:
+    """Every project with the same counts as the status bar; refreshed while the page is open
+    (an import or a colleague's labels show up without a reload)."""
     rows = []
     for project in ws.projects():
         status = project.status()
         rows.append(
             {
                 "project": project.name,
-                "samples": status.n_samples,
                 "labeled": status.n_labeled + status.n_eval,
-                "unlabeled": status.n_unlabeled,
-                "round": status.current_round_id,
+                "of": status.n_pool + status.n_eval,
+                "test": status.n_test,
+                "model": (
+                    f"round {status.current_round_id}"
+                    if status.current_round_id is not None
+                    else "none yet"
+                ),
             }
         )
     st.markdown("**Projects** (switch in the sidebar)")
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="projects_table")
+    st.dataframe(
+        pd.DataFrame(rows),
+        hide_index=True,
+        width="stretch",
+        key="projects_table",
+        column_config={
+            "labeled": st.column_config.NumberColumn("labeled", format="%d"),
+            "of": st.column_config.NumberColumn(
+                "pool + audit", format="%d", help="What the status bar counts labels out of."
+            ),
+            "test": st.column_config.NumberColumn(
+                "gold test", format="%d", help="Imported test split: evaluation only."
+            ),
+        },
+    )
+
+
+def _projects_table_fragment(ws: Workspace) -> None:
+    st.fragment(_projects_table, run_every=_poll(components.STATUS_POLL_SECONDS * 5))(ws)
 
 
 def render() -> None:
     ws, project = components.page_start("Project setup")
-    _show_message()
+    # Always one element, message or not: a message that comes and goes must not shift the
+    # widgets below to new positions, where Streamlit would remount them (the chosen tab and
+    # the file picked in the uploader were lost that way).
+    with st.container(key="setup_messages"):
+        _show_message()
     left, right = st.columns(2, gap="large")
     with left:
         _create_section(ws)
-        _projects_table(ws)
+        # Filled last: an import below runs in this same script run, and the table must count it.
+        table_slot = st.container(key="projects_table_slot")
         st.divider()
         team.people_section(ws)
         team.audit_section(ws, project)
     if project is None:
+        with table_slot:
+            _projects_table_fragment(ws)
         return
     with right:
         st.subheader(f"Project: {components.md(project.name)}")
-        components.status_panel(ws, project)
+        components.status_panel(ws, project, poll=not _upload_pending())
         _import_section(project)
         st.divider()
         _settings_section(ws, project)
         st.divider()
         _classes_section(project)
+    with table_slot:
+        _projects_table_fragment(ws)
 
 
 if __name__ == "__main__":
