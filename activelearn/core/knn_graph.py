@@ -10,6 +10,7 @@ per iteration.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,9 +67,17 @@ def build_pool_graph(
     if x.ndim != 2 or x.shape[0] < 2:
         raise ValueError(f"embeddings must be (N, D) with N >= 2; got {tuple(x.shape)}")
     x = torch.nn.functional.normalize(x, dim=1)
-    n = x.shape[0]
     sims, idx = nearest_neighbors(x, x, k, exclude_self=True)
     weights = sims.clamp_min(0.0) ** gamma  # (N, k)
+    # The indices are built valid above; the check_invariants warning and the CSR "beta" notice
+    # would print on every round of a command-line user.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return _graph(x, sims, idx, weights)
+
+
+def _graph(x: Tensor, sims: Tensor, idx: Tensor, weights: Tensor) -> PoolGraph:
+    n = x.shape[0]
     rows = torch.arange(n).repeat_interleave(idx.shape[1])
     w = torch.sparse_coo_tensor(
         torch.stack([torch.cat([rows, idx.reshape(-1)]), torch.cat([idx.reshape(-1), rows])]),

@@ -14,6 +14,7 @@ higher = more likely wrong; the flagged set is confident learning's `find_label_
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -204,8 +205,11 @@ def rank_label_issues(
         quality = get_label_quality_scores(y_np, p_np, method=method)
         score[judged] = 1.0 - torch.from_numpy(np.asarray(quality, dtype=np.float64))
         suggested[judged] = finite.argmax(1)
-        # n_jobs=1: the machine is shared, and the work is tiny
-        issues = cleanlab_find(y_np, p_np, filter_by="prune_by_noise_rate", n_jobs=1)
+        # n_jobs=1: the machine is shared, and the work is tiny. Its warning about classes with
+        # few labels is for a flagged set we only report; the ranking above is per label.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            issues = cleanlab_find(y_np, p_np, filter_by="prune_by_noise_rate", n_jobs=1)
         flagged[judged] = torch.from_numpy(np.asarray(issues, dtype=bool))
     return LabelIssues(
         score=score, suggested_label=suggested, flagged=flagged, probs=p, method=method
