@@ -55,6 +55,7 @@ class Task:
     mean_probs: list[float] | None = None  # (C,) the ensemble's mean prediction
     member_predictions: list[int] | None = None  # (M,) each member's top class index
     original_name: str | None = None  # path inside the imported folder or zip; None if unknown
+    reason: str | None = None  # why the strategy chose it, in words (typicality strategies)
 
     @property
     def shown_name(self) -> str:

@@ -65,6 +65,10 @@ class Sample(Base):
     label: Mapped[str | None] = mapped_column(String(200))
     skip_count: Mapped[int] = mapped_column(Integer, default=0)
     random_key: Mapped[float] = mapped_column(Float)  # uniform [0, 1): the cold-start order
+    # Before the first round: TypiClust's order over the pool's embeddings (1 = served first)
+    # and why, written when a representation job succeeds; NULL = not among the picks.
+    typical_rank: Mapped[int | None] = mapped_column(Integer)
+    typical_reason: Mapped[str | None] = mapped_column(Text)
     cache_shard: Mapped[int] = mapped_column(Integer)
     cache_index: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime)
@@ -294,6 +298,9 @@ class SampleScore(Base):
     ood_score: Mapped[float | None] = mapped_column(Float)
     label_issue: Mapped[float | None] = mapped_column(Float)
     suggested_class: Mapped[int | None] = mapped_column(Integer)
+    # Why the round's strategy chose it ("most typical of an unlabeled cluster of 312 images"),
+    # for the samples a batch strategy picked.
+    reason: Mapped[str | None] = mapped_column(Text)
 
 
 # ---------------------------------------------------------------- people, log-in and the audit log

@@ -259,10 +259,12 @@ def find_random_candidate(
     *,
     skipped: bool,
     unscored_in_round: int | None = None,
+    typical: bool = False,
 ) -> Candidate | None:
     """The next open, unleased pool sample in the random cold-start order.
 
-    With unscored_in_round, only samples that round did not score (imported after it).
+    With unscored_in_round, only samples that round did not score (imported after it); with
+    typical, only TypiClust's cold-start picks, in their order (typical_rank).
     """
     query = select(Sample.id).where(
         Sample.project_id == project_id,
@@ -277,7 +279,10 @@ def find_random_candidate(
                 SampleScore.round_id == unscored_in_round, SampleScore.sample_id == Sample.id
             )
         )
-    order = (Sample.skip_count, Sample.random_key) if skipped else (Sample.random_key,)
+    key = Sample.typical_rank if typical else Sample.random_key
+    if typical:
+        query = query.where(Sample.typical_rank.is_not(None))
+    order = (Sample.skip_count, key) if skipped else (key,)
     sample_id = session.execute(_lock(query.order_by(*order).limit(1))).scalar()
     return Candidate(int(sample_id), None, None) if sample_id is not None else None
 

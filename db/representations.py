@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from db.models import ACTIVE_ROUND_STATUSES, Representation, Sample
@@ -276,3 +276,21 @@ def count_pool_samples(session: Session, project_id: int) -> int:
         )
         or 0
     )
+
+
+def set_typical_order(session: Session, project_id: int, picks: list[tuple[int, str]]) -> None:
+    """Replace the project's TypiClust cold-start order: picks are (sample id, reason), first
+    served first."""
+    session.execute(
+        update(Sample)
+        .where(Sample.project_id == project_id, Sample.typical_rank.is_not(None))
+        .values(typical_rank=None, typical_reason=None)
+    )
+    if picks:
+        table = Sample.__table__  # Core: an executemany UPDATE with its own WHERE
+        session.execute(
+            update(table)
+            .where(table.c.id == bindparam("sid"))
+            .values(typical_rank=bindparam("rank"), typical_reason=bindparam("why")),
+            [{"sid": sid, "rank": rank, "why": why} for rank, (sid, why) in enumerate(picks, 1)],
+        )

@@ -40,6 +40,7 @@ from activelearn.core.representation.backbone import load_backbone
 from activelearn.ingest.cache import TensorCache
 from activelearn.ingest.embeddings import EmbeddingStore
 from activelearn.services.cache_rebuild import load_pixels
+from activelearn.services.cold_start import store_typical_order
 from activelearn.services.pipeline import needs_features
 from activelearn.services.representation import (
     maybe_request_representation,
@@ -478,9 +479,11 @@ def _run(
 
 
 def _after_success(engine: Engine, data_dir: Path, project_id: int) -> None:
-    """Old versions' files go; a pool that grew while the job trained queues the next job."""
+    """Old versions' files go, the cold start's typical picks are written from the new
+    embeddings, and a pool that grew while the job trained queues the next job."""
     try:
         prune_versions(engine, data_dir, project_id)
+        store_typical_order(engine, data_dir, project_id)
         maybe_request_representation(engine, project_id)
     except Exception:
         log.exception("after representation of project %s", project_id)

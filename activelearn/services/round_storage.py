@@ -75,6 +75,7 @@ def store_scores(
     stored = (*SCORE_FIELDS, "predicted_class", "priority")
     columns = {name: getattr(pool, name).tolist() for name in stored}
     columns.update(stored_columns(judged, n))
+    columns["reason"] = [pool.reasons.get(row) for row in range(n)]  # pool row -> why chosen
     names = list(columns)
     ranks = [rank or None for rank in pool.rank.tolist()]  # 0: not ranked
     mean_probs = pool.mean_probs.tolist()

@@ -13,6 +13,8 @@ from activelearn.services.settings import ProjectSettings
 from activelearn.types import Task
 from db import queries
 
+COLD_START_TYPICAL = "cold_start_typical"
+
 
 def choose(
     session: Session,
@@ -46,6 +48,13 @@ def choose(
                 return found, "unscored"
         return None, ranked_by
     for skipped in (False, True):
+        # Before the first round: TypiClust's picks over the embeddings, when the
+        # representation stage has written them, then the random order.
+        found = queries.find_random_candidate(
+            session, project_id, now, skipped=skipped, typical=True
+        )
+        if found is not None:
+            return found, COLD_START_TYPICAL
         found = queries.find_random_candidate(session, project_id, now, skipped=skipped)
         if found is not None:
             return found, "cold_start"
@@ -61,6 +70,8 @@ def load_task(session: Session, project_id: int, task_id: int) -> Task:
     assert sample is not None
     scores: dict[str, float] = {}
     mean_probs = member_predictions = None
+    # Why it was chosen: the TypiClust cold start's sentence, or the serving round's.
+    reason = sample.typical_reason if entry.strategy == COLD_START_TYPICAL else None
     round_id = entry.round_id or queries.latest_succeeded_round_id(session, project_id)
     if round_id is not None:
         row = queries.score_row(session, round_id, sample.id)
@@ -71,6 +82,8 @@ def load_task(session: Session, project_id: int, task_id: int) -> Task:
             member_predictions = (
                 list(row.member_predictions) if row.member_predictions is not None else None
             )
+            if entry.round_id == round_id and row.reason:
+                reason = row.reason
     return Task(
         id=entry.id,
         sample_id=sample.id,
@@ -83,4 +96,5 @@ def load_task(session: Session, project_id: int, task_id: int) -> Task:
         mean_probs=mean_probs,
         member_predictions=member_predictions,
         original_name=sample.original_name,
+        reason=reason,
     )

@@ -114,6 +114,12 @@ def why_chosen(task: Task) -> str:
         )
     if task.strategy == "cold_start":
         return "Cold start: random order until the first model has been trained."
+    if task.strategy == "cold_start_typical":
+        why = md(task.reason) if task.reason else "a typical sample of the pool"
+        return (
+            f"Cold start: {why}, by TypiClust on the pool's embeddings (no model yet: the first "
+            "labels cover the pool's clusters)."
+        )
     if task.strategy == "audit":
         return "Audit sample: drawn at random and held out to measure accuracy honestly."
     if task.strategy == "unscored":
@@ -122,7 +128,8 @@ def why_chosen(task: Task) -> str:
         return "Brought back by undo."
     name = STRATEGY_NAMES.get(task.strategy, task.strategy.replace("_", " "))
     rank = f"#{task.rank:,}" if task.rank is not None else "next"
-    return f"Ranked **{rank}** by {md(name)} in round {task.round_id}."
+    why = f": {md(task.reason)}" if task.reason else ""
+    return f"Ranked **{rank}** by {md(name)} in round {task.round_id}{why}."
 
 
 def round_phrase(info: RoundInfo) -> str:
