@@ -20,7 +20,9 @@ def test_typical_picks_cover_the_clusters_first() -> None:
     rng = np.random.default_rng(0)
     centres = np.array([[5.0, 0.0], [0.0, 5.0], [-5.0, -5.0]])
     sizes = (40, 25, 10)
-    points = np.concatenate([c + rng.normal(size=(n, 2)) for c, n in zip(centres, sizes, strict=True)])
+    points = np.concatenate(
+        [c + rng.normal(size=(n, 2)) for c, n in zip(centres, sizes, strict=True)]
+    )
     cluster = np.repeat([0, 1, 2], sizes)
     picks = typical_picks(points, np.zeros(len(points), bool), count=3, n_classes=3)
     assert sorted(cluster[[p for p, _ in picks]]) == [0, 1, 2]  # one per cluster
