@@ -10,6 +10,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from activelearn import Project, Workspace
+from activelearn.services import rounds
 from tests.conftest import write_images
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,6 +30,10 @@ def app_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Workspa
     # The setup page's server paths must lie under the import roots: the tests' temporary folder.
     monkeypatch.setenv("ACTIVELEARN_IMPORT_ROOTS", str(tmp_path))
     st.cache_resource.clear()
+    # No background worker from AppTest: imports and rounds would start real processes. The
+    # worker is tested with the rounds; tests that check the start record it themselves.
+    started: list[Workspace] = []
+    monkeypatch.setattr(rounds, "ensure_worker", lambda ws, **_: started.append(ws) or True)
     ws = Workspace(url, data_dir=data_dir)
     project = ws.create_project(
         "tiny",

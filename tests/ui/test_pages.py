@@ -403,3 +403,22 @@ def test_not_a_valid_sample_takes_it_out_with_its_reason(
     assert list(frame["reason"]) == ["blank scan"] and list(frame["annotator"]) == ["ana"]
     assert at.text_input(key=label_page.REASON_KEY).value == ""  # the next one starts empty
     assert project.labels().empty and project.status().n_rejected == 1
+
+
+def test_an_import_starts_the_worker_for_the_representation_stage(
+    app_env: Workspace, project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[Workspace] = []
+    monkeypatch.setattr(rounds, "ensure_worker", lambda ws, **_: started.append(ws) or True)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for index in range(3):
+            archive.writestr(f"k{index}.png", png_bytes(700 + index))
+    at = new_app().run()
+    at.switch_page(f"{PAGES}/setup.py").run()
+    at.file_uploader(key="import_zip_file").upload("more.zip", buffer.getvalue(), "application/zip")
+    at.run()
+    at.button(key="import_zip").click().run()
+    assert not at.exception, at.exception
+    assert project.representation_status().latest.status == "queued"
+    assert len(started) == 1  # a worker is asked for once the import queued the stage

@@ -84,6 +84,14 @@ def _run_import(project: Project, source: str, run: Callable[[], ImportReport]) 
         _store_report(project, source, run())
     except ActivelearnError as error:
         _message("error", str(error))
+        return
+    # An import queues the representation stage: start a worker now, so the typical cold-start
+    # order (and the embeddings the first round needs) are ready before the first labels.
+    latest = project.representation_status().latest
+    if latest is not None and latest.status == "queued":
+        problem = state.kick_worker(project.workspace)
+        if problem is not None:
+            _message("error", problem)
 
 
 def on_import_folder(project: Project) -> None:
