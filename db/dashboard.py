@@ -68,6 +68,16 @@ def metric_rows(session: Session, project_id: int) -> list[tuple[Any, ...]]:
     return [tuple(row) for row in rows]
 
 
+def round_learners(session: Session, project_id: int) -> dict[int, str | None]:
+    """round id -> the learner its settings snapshot names (None when it recorded none)."""
+    rows = session.execute(
+        select(Round.id, Round.config).where(
+            Round.project_id == project_id, Round.status == "succeeded"
+        )
+    )
+    return {int(i): (config or {}).get("learner") for i, config in rows}
+
+
 def ensemble_metric(session: Session, round_id: int) -> tuple[Any, ...] | None:
     """(eval_source, n_eval, ece, details) of a round's ensemble metric row, or None."""
     row = session.execute(

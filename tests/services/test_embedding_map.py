@@ -53,3 +53,25 @@ def test_a_project_map_after_its_representation_and_a_round(
     open_rows = after.points[after.points["label"].isna()]
     assert open_rows["predicted"].notna().all() and open_rows["mutual_information"].notna().all()
     assert set(after.points["label"].dropna()) == {"left", "right", "top"}
+
+
+def test_learning_curves_compare_the_learners_a_project_used(
+    sqlite_workspace: Workspace, tmp_path: Path
+) -> None:
+    from activelearn.ui.learner_chart import learner_comparison_chart, learners_used
+
+    ws = sqlite_workspace
+    project = make_project(ws, tmp_path / "images", settings={"ssl_epochs": 1})  # learner cnn
+    assert run_queued(ws) == "succeeded"
+    project.request_round(requested_by="test")
+    assert run_one(ws, project) == "succeeded"
+    project.update_settings(learner="embedding")
+    project.request_round(requested_by="test")
+    assert run_one(ws, project) == "succeeded"
+    curves = data.learning_curves(project).curves
+    ensembles = curves[curves["member"] == -1]
+    assert ensembles["learner"].tolist() == ["cnn", "embedding"]
+    assert learners_used(curves) == ["cnn", "embedding"]
+    chart = learner_comparison_chart(curves, metric="accuracy")
+    assert [trace.name for trace in chart.figure.data] == ["cnn", "embedding"]
+    assert "Accuracy by learner" in chart.figure.layout.title.text.replace("<br>", " ")

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class LearningCurves:
     # columns: round_id, n_labels, member (-1 = ensemble), eval_source, n_eval, accuracy,
-    # accuracy_se, nll, nll_se, brier, brier_se, ece
+    # accuracy_se, nll, nll_se, brier, brier_se, ece, learner (the round's `learner` setting)
     curves: pd.DataFrame
     # columns: n_labels, accuracy, accuracy_se, nll, nll_se, ece, ece_se, repeats; None if no file
     simulation: pd.DataFrame | None
@@ -49,9 +49,12 @@ METRIC_COLUMNS = [
 def learning_curves(project: Project) -> LearningCurves:
     with read_session(project.engine) as session:
         rows = dash_queries.metric_rows(session, project.id)
+        learners = dash_queries.round_learners(session, project.id)
     curves = pd.DataFrame(rows, columns=METRIC_COLUMNS)
     numeric = [c for c in METRIC_COLUMNS if c != "eval_source"]
     curves[numeric] = curves[numeric].apply(pd.to_numeric, errors="coerce")
+    # Rounds from before the learner setting trained the CNN ensemble, the only learner then.
+    curves["learner"] = [learners.get(int(r)) or "cnn" for r in curves["round_id"]]
     simulation, files = simulation_curve(project)
     return LearningCurves(curves=curves, simulation=simulation, simulation_files=files)
 

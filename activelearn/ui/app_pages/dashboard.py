@@ -32,6 +32,7 @@ from activelearn.ui.dashboard_parts import (
     shown_name,
 )
 from activelearn.ui.embedding_map import section_embedding_map
+from activelearn.ui.learner_chart import learner_comparison_chart, learners_used
 from activelearn.ui.rejected import section_rejected
 
 THRESHOLD_KEY = "dashboard_threshold"
@@ -168,6 +169,12 @@ def section_learning(
                 key=f"chart_learning_{metric}",
                 untrusted_n=untrusted_n,
             )
+    if len(learners_used(curves.curves)) > 1:
+        show_chart(
+            learner_comparison_chart(curves.curves, metric="accuracy"),
+            key="chart_learners",
+            untrusted_n=untrusted_n,
+        )
     sources = sorted(set(curves.curves["eval_source"].dropna()))
     if len(sources) > 1:
         st.caption(
