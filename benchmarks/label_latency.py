@@ -8,8 +8,12 @@ median, p95 and max in milliseconds.
     .venv/bin/python benchmarks/label_latency.py --pool 100000      # plus a 100,000-image pool
 
 Needs Debian's chromium at /usr/bin/chromium (never `playwright install`).
-Automatic retraining is switched off so that a background round does not share the CPU with the
-measurement; the queue path measured is the cold-start order (no round has run).
+By default automatic retraining is switched off so that a background round does not share the
+CPU with the measurement; the queue path measured is the cold-start order (no round has run).
+`--retrain-every N` keeps it on (N labels between rounds; the default learner, so the
+representation stage runs first): the figure while rounds run as annotators label.
+
+    .venv/bin/python benchmarks/label_latency.py --retrain-every 1   # a round after every label
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ def write_pool(folder: Path, count: int, *, seed: int = 0) -> None:
         path.write_bytes(buffer.getvalue())
 
 
-def prepare(data: Path, pool: int) -> str:
+def prepare(data: Path, pool: int, retrain_every: int = 0) -> str:
     """Create the database; returns the project's name."""
     workspace = Workspace(f"sqlite:///{data / 'al.db'}", data_dir=data / "data")
     try:
@@ -69,7 +73,7 @@ def prepare(data: Path, pool: int) -> str:
             report = project.import_images(data / "pool")
             took = time.perf_counter() - started
             print(f"imported {len(report.accepted):,} images in {took:.0f} s", flush=True)
-        project.update_settings(retrain_every=0)
+        project.update_settings(retrain_every=retrain_every)
         return project.name
     finally:
         workspace.close()
@@ -117,6 +121,9 @@ def main() -> int:
     parser.add_argument("--presses", type=int, default=60)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--keep", type=Path, default=None, help="reuse this folder (no cleanup)")
+    parser.add_argument(
+        "--retrain-every", type=int, default=0, help="labels between automatic rounds (0: off)"
+    )
     args = parser.parse_args()
     if not Path(CHROMIUM).exists():
         print(f"{CHROMIUM} is missing: apt-get install chromium", file=sys.stderr)
@@ -124,7 +131,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="al-latency-") as scratch:
         data = args.keep or Path(scratch)
         data.mkdir(parents=True, exist_ok=True)
-        project = prepare(data, args.pool)
+        project = prepare(data, args.pool, args.retrain_every)
         server, url = start_app(f"sqlite:///{data / 'al.db'}", data / "data", timeout_s=60)
         try:
             timings = measure(url, args.presses, args.warmup)
@@ -134,7 +141,13 @@ def main() -> int:
         print("| pool | presses | median ms | p95 ms | max ms |")
         print("|---|---|---|---|---|")
         label = "demo (4,000 pool)" if args.pool == 0 else f"{args.pool:,} pool ({project})"
+        if args.retrain_every:
+            label += f", a round every {args.retrain_every} label(s)"
         report(label, timings)
+        with Workspace(f"sqlite:///{data / 'al.db'}", data_dir=data / "data") as workspace:
+            rounds = workspace.project(project).rounds()
+        done = [r for r in rounds if r.status == "succeeded"]
+        print(f"rounds: {len(rounds)} requested, {len(done)} succeeded during the run")
         print("(removing the temporary folder...)", flush=True)
     return 0
 
