@@ -171,7 +171,9 @@ def _cancel_interrupted(project: Any, round_id: int) -> str:
         lambda s: round_queries.finish_round(
             s,
             round_id,
-            worker=_worker_loop().worker_name(),  # only a round this process holds
+            # Only a round this process holds. Not through worker_loop: an interrupt during
+            # its first import leaves torch half-imported, and a second import fails.
+            worker=rounds.worker_name(),
             status=RoundStatus.CANCELLED,
             now=utcnow(),
             error="cancelled (interrupted)",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -34,6 +35,13 @@ if TYPE_CHECKING:
     from activelearn.services.workspace import Project, Workspace
 
 log = logging.getLogger("activelearn.worker")
+
+
+def worker_name() -> str:
+    """This process as a worker: host:pid (a round's `worker` column names its holder)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 DEFAULT_HEARTBEAT_TIMEOUT_S = 30.0  # a running round silent this long is failed
 
 

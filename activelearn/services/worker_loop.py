@@ -17,7 +17,6 @@ import argparse
 import logging
 import os
 import signal
-import socket
 import time
 from contextlib import suppress
 from dataclasses import dataclass
@@ -32,16 +31,16 @@ from activelearn.services.dashboard import backfill_pool_summaries
 from activelearn.services.representation import reap_stale_representations
 from activelearn.services.representation_runner import claim_representation, run_representation
 from activelearn.services.round_runner import claim_round, run_round
-from activelearn.services.rounds import DEFAULT_HEARTBEAT_TIMEOUT_S, reap_stale_rounds
+from activelearn.services.rounds import (
+    DEFAULT_HEARTBEAT_TIMEOUT_S,
+    reap_stale_rounds,
+    worker_name,
+)
 from activelearn.services.workspace import Workspace, check_database_exists, resolve_data_dir
 from db import rounds as round_queries
 from db.engine import default_url, read_session
 
 log = logging.getLogger("activelearn.worker")
-
-
-def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass(frozen=True)

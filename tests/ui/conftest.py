@@ -38,7 +38,16 @@ def app_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Workspa
     project = ws.create_project(
         "tiny",
         CLASSES,
-        settings={"retrain_every": 0, "audit_share": 0.0, "members": 2, "epochs": 1},
+        # The CNN learner: rounds run in-process here without a representation stage (the
+        # default embedding learner is exercised by the services and browser tests).
+        settings={
+            "retrain_every": 0,
+            "audit_share": 0.0,
+            "members": 2,
+            "epochs": 1,
+            "learner": "cnn",
+            "strategy": "bald",
+        },
     )
     write_images(tmp_path / "images", 30)
     report = project.import_images(tmp_path / "images")
