@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from activelearn.core.strategies import get_strategy
 from activelearn.errors import UnknownTask
 from activelearn.score_fields import SCORE_FIELDS
 from activelearn.services.settings import ProjectSettings
@@ -47,11 +48,15 @@ def choose(
             if found is not None:
                 return found, "unscored"
         return None, ranked_by
+    typical = _clusters_pool(settings.strategy)
     for skipped in (False, True):
-        # Before the first round: TypiClust's picks over the embeddings, when the
-        # representation stage has written them, then the random order.
-        found = queries.find_random_candidate(
-            session, project_id, now, skipped=skipped, typical=True
+        # Before the first round: with a strategy that clusters the embeddings (typiclust,
+        # auto), TypiClust's picks once the representation stage has written them; then (and
+        # for the other strategies, random included) the random order.
+        found = (
+            queries.find_random_candidate(session, project_id, now, skipped=skipped, typical=True)
+            if typical
+            else None
         )
         if found is not None:
             return found, COLD_START_TYPICAL
@@ -98,3 +103,10 @@ def load_task(session: Session, project_id: int, task_id: int) -> Task:
         original_name=sample.original_name,
         reason=reason,
     )
+
+
+def _clusters_pool(strategy: str) -> bool:
+    try:
+        return get_strategy(strategy).needs_features
+    except ValueError:
+        return False

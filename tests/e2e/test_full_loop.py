@@ -34,11 +34,17 @@ MIN_DASHBOARD_CHARTS = 12  # 15 when written; the count depends a little on the 
 
 
 def _tiny_demo(workspace: Workspace) -> None:
-    # A tiny ensemble so that a round takes seconds; the demo's gold test split evaluates it.
-    # One contrastive epoch: the representation job the import queued runs after the round (CNN
-    # rounds go first) and must not hold the machine's second core for minutes meanwhile.
+    # The CNN learner with BALD (the ranking this test follows: cold start by random_key, then
+    # mutual information; the default embedding learner has its own tests). A tiny ensemble so
+    # that a round takes seconds; the demo's gold test split evaluates it.
     workspace.ensure_demo().update_settings(
-        members=2, epochs=1, retrain_every=RETRAIN_EVERY, audit_share=0.0, ssl_epochs=1
+        learner="cnn",
+        strategy="bald",
+        members=2,
+        epochs=1,
+        retrain_every=RETRAIN_EVERY,
+        audit_share=0.0,
+        ssl_epochs=1,
     )
 
 

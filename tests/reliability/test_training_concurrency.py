@@ -33,7 +33,15 @@ LABELS_EACH = 300
 SEED_LABELS = 30  # labeled before the round, so that it has something to train on
 # The round: 2 members, and enough epochs that training is still going when labeling starts and
 # that it ends (writing 4,000 pool scores) while the annotators are still at work.
-ROUND_SETTINGS = {"members": 2, "epochs": 150, "retrain_every": 0, "batch_size": 64}
+# The CNN learner: a round that trains for a while (the embedding learner's take a second).
+ROUND_SETTINGS = {
+    "learner": "cnn",
+    "strategy": "bald",
+    "members": 2,
+    "epochs": 150,
+    "retrain_every": 0,
+    "batch_size": 64,
+}
 CHILD_TIMEOUT_S = 240.0
 
 # One annotator process: open the workspace, say ready, wait for the start file, then

@@ -39,7 +39,10 @@ def test_the_queue_serves_typical_picks_before_the_first_round(
 ) -> None:
     ws = workspace
     project = make_project(
-        ws, tmp_path / "images", n_labeled=0, settings={"ssl_epochs": 1, "audit_share": 0.0}
+        ws,
+        tmp_path / "images",
+        n_labeled=0,
+        settings={"ssl_epochs": 1, "audit_share": 0.0, "strategy": "auto"},
     )
     assert project.next_task("early").strategy == "cold_start"  # no embeddings yet: random
     project.release(project.next_task("early").id, annotator="early")
@@ -53,6 +56,8 @@ def test_the_queue_serves_typical_picks_before_the_first_round(
         served.append(Path(task.image).stem.split("-")[1])  # '<name>-<class>-<seed>'
         project.submit(task.id, ["left", "right", "top"][int(served[-1])], annotator="ana")
     assert sorted(served) == ["0", "1", "2"]  # the first three labels cover the three classes
+    project.update_settings(strategy="random")  # a random baseline keeps the random order
+    assert project.next_task("bo").strategy == "cold_start"
 
 
 def test_a_round_s_picks_carry_their_reason(workspace: Workspace, tmp_path: Path) -> None:
