@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["EmbeddingStore", "EmbeddingsMissing"]
+__all__ = ["EmbeddingStore", "EmbeddingsMissing", "select_rows"]
 
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -77,14 +77,22 @@ class EmbeddingStore:
     def load(self, version: str, sample_ids: np.ndarray) -> np.ndarray:
         """(K,) sample ids, any order -> (K, D) float32 rows in that order."""
         ids, vectors = self.load_all(version)
-        wanted = np.asarray(sample_ids, dtype=np.int64)
-        pos = np.searchsorted(ids, wanted)
-        pos = np.clip(pos, 0, max(len(ids) - 1, 0))
-        found = (ids[pos] == wanted) if len(ids) else np.zeros(len(wanted), dtype=bool)
-        if not found.all():
-            missing = wanted[~found][:5].tolist()
-            raise EmbeddingsMissing(
-                f"encoder version {version!r} has no embeddings for sample ids {missing}"
-                + (" ..." if (~found).sum() > 5 else "")
-            )
-        return vectors[pos]
+        return select_rows(ids, vectors, sample_ids, version=version)
+
+
+def select_rows(
+    ids: np.ndarray, vectors: np.ndarray, sample_ids: np.ndarray, *, version: str
+) -> np.ndarray:
+    """The rows of (N,) sorted `ids` / (N, D) `vectors` for (K,) sample ids, in their order;
+    EmbeddingsMissing names the ids the version lacks."""
+    wanted = np.asarray(sample_ids, dtype=np.int64)
+    pos = np.searchsorted(ids, wanted)
+    pos = np.clip(pos, 0, max(len(ids) - 1, 0))
+    found = (ids[pos] == wanted) if len(ids) else np.zeros(len(wanted), dtype=bool)
+    if not found.all():
+        missing = wanted[~found][:5].tolist()
+        raise EmbeddingsMissing(
+            f"encoder version {version!r} has no embeddings for sample ids {missing}"
+            + (" ..." if (~found).sum() > 5 else "")
+        )
+    return vectors[pos]

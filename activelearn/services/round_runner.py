@@ -24,7 +24,7 @@ from sqlalchemy import Engine
 from activelearn.clock import utcnow
 from activelearn.errors import NotEnoughLabels
 from activelearn.ingest.cache import TensorCache
-from activelearn.ingest.embeddings import EmbeddingsMissing, EmbeddingStore
+from activelearn.ingest.embeddings import EmbeddingsMissing, EmbeddingStore, select_rows
 from activelearn.paths import checkpoint_dir, embeddings_dir, project_cache_dir
 from activelearn.services.cache_rebuild import load_pixels
 from activelearn.services.dashboard.pool import store_pool_summary
@@ -224,11 +224,12 @@ def load_embeddings(
     """(K,) sample ids -> (K, D) float32 embeddings of the version the project serves: its
     newest succeeded representation job's (the switch is that job's flip), else, for a store
     filled outside the stage, its newest published file. RoundFailed (one line) when there are
-    none yet or they miss some of the samples."""
+    none yet or they miss some of the samples. The file is read once (100k x 286 float32 is
+    over 100 MB)."""
     store = EmbeddingStore(embeddings_dir(data_dir, project_id))
     found = current_embeddings(engine, data_dir, project_id)
     if found is not None:
-        version = found[0]
+        version, ids, vectors = found
     else:
         # The store's glob also lists a write in progress (".<version>-*.npz"): published only.
         versions = [v for v in store.versions() if not v.startswith(".")]
@@ -239,8 +240,9 @@ def load_embeddings(
                 "(learner 'cnn' with a probability strategy works meanwhile)"
             )
         version = max(versions, key=lambda v: store.path(v).stat().st_mtime_ns)
+        ids, vectors = store.load_all(version)
     try:
-        return store.load(version, np.asarray(sample_ids, dtype=np.int64))
+        return select_rows(ids, vectors, np.asarray(sample_ids, dtype=np.int64), version=version)
     except EmbeddingsMissing as error:
         raise RoundFailed(
             f"the embeddings do not cover every sample yet (images imported after the "
@@ -372,15 +374,13 @@ def _run_round(
         )
         features: dict[str, Any] = {}
         if needs_features(settings):  # the learner or the strategy reads embeddings
-            pool_features = load_embeddings(engine, data_dir, snap.project_id, pool_ids)
+            eval_ids = [int(r[0]) for r in eval_rows]
+            rows = load_embeddings(engine, data_dir, snap.project_id, pool_ids + eval_ids)
+            pool_features = rows[: len(pool_ids)]
             features = {
                 "pool_features": pool_features,
                 "train_features": pool_features[len(snap.pool_open) :],
-                "eval_features": load_embeddings(
-                    engine, data_dir, snap.project_id, [int(r[0]) for r in eval_rows]
-                )
-                if eval_rows
-                else None,
+                "eval_features": rows[len(pool_ids) :] if eval_rows else None,
                 "train_pool_index": np.arange(len(snap.pool_open), len(pool_ids)),
             }
         timings = {"loading": time.perf_counter() - started}
