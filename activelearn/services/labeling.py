@@ -36,12 +36,33 @@ def check_annotator(
     return name
 
 
-def task_entry(session: Session, project_id: int, task_id: int) -> AcquisitionEntry:
+def task_entry(
+    session: Session, project_id: int, task_id: int, *, project_name: str | None = None
+) -> AcquisitionEntry:
     """The task `task_id` of this project (UnknownTask otherwise)."""
     entry = queries.get_task(session, int(task_id))
     if entry is None or entry.project_id != project_id:
-        raise UnknownTask(f"no task {task_id} in this project")
+        where = f"project {project_name!r}" if project_name else "this project"
+        raise UnknownTask(f"no task {task_id} in {where}")
     return entry
+
+
+def give_back(
+    session: Session,
+    entry: AcquisitionEntry,
+    *,
+    annotator: str,
+    user: str | None,
+    outcome: str,
+    now: datetime,
+) -> bool:
+    """Close a task `annotator` holds (skipped, released, rejected); False when it was not open
+    any more (answered, given back, or taken over: nothing is held)."""
+    if entry.outcome is not None or queries.lease_of_task(session, entry.id) is None:
+        return False
+    check_task_is_theirs(session, entry=entry, annotator=annotator, user=user)
+    queries.release_task(session, entry.id, outcome=outcome, now=now)
+    return True
 
 
 def may_act_for_others(session: Session, user: str | None) -> bool:

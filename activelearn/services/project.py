@@ -255,10 +255,7 @@ class Project:
         return value
 
     def _entry(self, session: Session, task_id: int) -> Any:
-        entry = queries.get_task(session, int(task_id))
-        if entry is None or entry.project_id != self.id:
-            raise UnknownTask(f"no task {task_id} in project {self.name!r}")
-        return entry
+        return labeling.task_entry(session, self.id, task_id, project_name=self.name)
 
     def submit(self, task_id: int, label: str, annotator: str) -> RoundInfo | None:
         """Store a label for a task the annotator holds. Submitting the same task twice stores
@@ -363,14 +360,14 @@ class Project:
         self, session: Session, task_id: int, name: str, *, outcome: str, now: datetime
     ) -> bool:
         """Close a held task (skipped or released); False when it was not open any more."""
-        entry = self._entry(session, task_id)
-        if entry.outcome is not None or queries.lease_of_task(session, entry.id) is None:
-            return False  # answered, given back, or taken over: nothing is held any more
-        labeling.check_task_is_theirs(
-            session, entry=entry, annotator=name, user=self.workspace.user
+        return labeling.give_back(
+            session,
+            self._entry(session, task_id),
+            annotator=name,
+            user=self.workspace.user,
+            outcome=outcome,
+            now=now,
         )
-        queries.release_task(session, entry.id, outcome=outcome, now=now)
-        return True
 
     def skip(self, task_id: int, annotator: str) -> None:
         """Give the task back; the sample goes behind the unskipped ones in the queue."""

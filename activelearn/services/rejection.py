@@ -49,14 +49,18 @@ def reject(project: Project, task_id: int, *, annotator: str, reason: str | None
             annotator=annotator,
             action="reject samples",
         )
-        entry = labeling.task_entry(session, project.id, task_id)
-        if entry.outcome is not None or queries.lease_of_task(session, entry.id) is None:
-            raise labeling.stale_task(entry, annotator=name)
-        labeling.check_task_is_theirs(
-            session, entry=entry, annotator=name, user=project.workspace.user
-        )
+        entry = labeling.task_entry(session, project.id, task_id, project_name=project.name)
         now = utcnow()
-        queries.release_task(session, entry.id, outcome="rejected", now=now)
+        closed = labeling.give_back(
+            session,
+            entry,
+            annotator=name,
+            user=project.workspace.user,
+            outcome="rejected",
+            now=now,
+        )
+        if not closed:
+            raise labeling.stale_task(entry, annotator=name)
         rejection_queries.reject_sample(
             session,
             project_id=project.id,
