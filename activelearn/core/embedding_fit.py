@@ -144,7 +144,7 @@ class EmbeddingFitLearner:
             index = torch.as_tensor(np.asarray(pool.train_index), dtype=torch.long)
         if nodes.shape[0] < 2:
             return None, index, n_pool
-        return _cached_graph(nodes, self.graph_k), index, n_pool
+        return pool_graph(nodes, self.graph_k), index, n_pool
 
     @classmethod
     def load(cls, path: str | Path, *, device: str = "auto") -> EmbeddingModel:
@@ -172,7 +172,8 @@ _GRAPH_CACHE: dict[tuple[str, int], PoolGraph] = {}
 _GRAPH_LOCK = threading.Lock()
 
 
-def _cached_graph(nodes: Tensor, k: int) -> PoolGraph:
+def pool_graph(nodes: Tensor, k: int = DEFAULT_GRAPH_K) -> PoolGraph:
+    """The kNN graph of these rows (any order), built once per embedding set and k."""
     unit = F.normalize(nodes, dim=1)
     order = _canonical_order(unit)  # (N,): canonical node c is row order[c]
     canonical = unit[order].contiguous()

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from activelearn.core.knn_graph import build_pool_graph
+from activelearn.core.embedding_fit import pool_graph
 from activelearn.core.label_issues import find_label_issues
 from activelearn.core.ood import ood_scores
 from activelearn.core.representation.features import PixelPCA
@@ -76,7 +76,8 @@ def judge_round(
         )
         ood[:n_open] = scores.score
     if len(labeled) >= 2 * FOLDS and len(torch.unique(y)) >= 2:
-        graph = build_pool_graph(x) if n <= GRAPH_MAX_ROWS else None
+        # The embedding learner's graph of these same rows when it has just built it (cached).
+        graph = pool_graph(x) if n <= GRAPH_MAX_ROWS else None
         issues = find_label_issues(
             x[labeled],
             y,
