@@ -5,16 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from db.models import Rejection, Sample
-
-
-def live_rejection(session: Session, sample_id: int) -> Rejection | None:
-    return session.scalars(
-        select(Rejection).where(Rejection.sample_id == sample_id, Rejection.restored_at.is_(None))
-    ).first()
 
 
 def reject_sample(
@@ -73,14 +67,3 @@ def live_rejections(session: Session, project_id: int) -> list[tuple[Any, ...]]:
         .order_by(Rejection.id.desc())
     )
     return [tuple(row) for row in rows]
-
-
-def count_live(session: Session, project_id: int) -> int:
-    return int(
-        session.scalar(
-            select(func.count())
-            .select_from(Rejection)
-            .where(Rejection.project_id == project_id, Rejection.restored_at.is_(None))
-        )
-        or 0
-    )

@@ -32,13 +32,11 @@ class RoundHonesty:
     """Per pool row of a round (open rows first, then labeled rows), all (N,):
     ood_score float64 in (0, 1] for open rows, NaN for labeled ones;
     label_issue float64 in [0, 1] for labeled rows (NaN where not judged or open);
-    suggested_class int64, the out-of-sample argmax for judged labeled rows, else -1;
-    features: what the scores were computed on ("embeddings" or "pixel PCA")."""
+    suggested_class int64, the out-of-sample argmax for judged labeled rows, else -1."""
 
     ood_score: Tensor
     label_issue: Tensor
     suggested_class: Tensor
-    features: str
 
 
 def pool_features(pixels: Tensor | np.ndarray, *, seed: int = 0) -> Tensor:
@@ -54,7 +52,6 @@ def judge_round(
     labels: Tensor | np.ndarray,
     n_classes: int,
     seed: int = 0,
-    features_name: str = "embeddings",
 ) -> RoundHonesty:
     """features (N, D) and the ensemble's mean prediction (N, C) of a round's pool rows, of
     which the first n_open are open and the rest labeled with `labels` (N - n_open,)."""
@@ -89,9 +86,7 @@ def judge_round(
         )
         issue[labeled] = issues.score
         suggested[labeled] = issues.suggested_label
-    return RoundHonesty(
-        ood_score=ood, label_issue=issue, suggested_class=suggested, features=features_name
-    )
+    return RoundHonesty(ood_score=ood, label_issue=issue, suggested_class=suggested)
 
 
 def round_honesty(
@@ -107,10 +102,7 @@ def round_honesty(
     """judge_round on the round's embeddings, else on a pixel PCA of its pool; None (logged)
     when it cannot be computed: the round's ranking does not depend on it."""
     try:
-        if embeddings is not None:
-            features, name = embeddings, "embeddings"
-        else:
-            features, name = pool_features(pool_pixels, seed=seed), "pixel PCA"
+        features = embeddings if embeddings is not None else pool_features(pool_pixels, seed=seed)
         return judge_round(
             features=features,
             mean_probs=mean_probs,
@@ -118,7 +110,6 @@ def round_honesty(
             labels=labels,
             n_classes=n_classes,
             seed=seed,
-            features_name=name,
         )
     except Exception:
         log.exception("could not compute the OOD and label-issue scores of this round")

@@ -101,8 +101,3 @@ def rejected(project: Project) -> pd.DataFrame:
     with read_session(project.engine) as session:
         rows = rejection_queries.live_rejections(session, project.id)
     return pd.DataFrame(rows, columns=REJECTED_COLUMNS)
-
-
-def count(project: Project) -> int:
-    with read_session(project.engine) as session:
-        return rejection_queries.count_live(session, project.id)
