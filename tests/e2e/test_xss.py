@@ -173,7 +173,13 @@ def test_payloads_are_shown_as_text_never_run(
         "inputs => inputs.map(input => input.value)"
     )
     assert values and all(value == "" for value in values), values
-    accepts = page.locator('[class*="st-key-grid_accept_"]:not(.st-key-grid_accept_all)')
+    selector = '[class*="st-key-grid_accept_"]:not(.st-key-grid_accept_all)'
+    # Under load the buttons can be in the page a moment before their labels are.
+    page.wait_for_function(
+        "s => [...document.querySelectorAll(s)].every(e => e.innerText.trim() !== '')",
+        arg=selector,
+    )
+    accepts = page.locator(selector)
     suggestions = [text.strip() for text in accepts.all_inner_texts()]
     # Each suggestion names a class verbatim: neither run nor shown as escaped entities.
     assert len(suggestions) == len(values), suggestions
