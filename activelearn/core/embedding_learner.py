@@ -211,11 +211,14 @@ class EmbeddingLearner:
         seed: int,
         pool: PoolGraph | None = None,
         pool_index: Tensor | np.ndarray | None = None,
+        label_masks: Tensor | None = None,
     ) -> EmbeddingEnsemble:
         """inputs (L, D) labeled embeddings, labels (L,) in [0, C).
 
         With `pool` (the pool's graph) and `pool_index` ((L,) each labeled row's node in it)
-        and config.propagate, the semi-supervised term is used.
+        and config.propagate, the semi-supervised term is used. `label_masks` (M, L) bool sets
+        which labels each member learns from (its head and its spread seeds), in place of the
+        random `label_keep` draw: K-fold judges train as the members of one fit this way.
         """
         cfg = self.config
         x = torch.as_tensor(np.asarray(inputs), dtype=torch.float32)
@@ -228,7 +231,15 @@ class EmbeddingLearner:
             raise ValueError(f"labels must lie in [0, {n_classes})")
         m, (n_labeled, d) = cfg.members, x.shape
         gen = torch.Generator().manual_seed(seed)
-        kept = torch.stack([_kept_labels(y, n_classes, cfg.label_keep, gen) for _ in range(m)])
+        if label_masks is None:
+            kept = torch.stack([_kept_labels(y, n_classes, cfg.label_keep, gen) for _ in range(m)])
+        else:
+            kept = torch.as_tensor(label_masks, dtype=torch.bool)
+            if kept.shape != (m, n_labeled) or not kept.any(1).all():
+                raise ValueError(
+                    f"label_masks must be ({m}, {n_labeled}) with a label in every row; "
+                    f"got {tuple(kept.shape)}"
+                )
 
         # Per member training rows: (M, R, D) inputs, (M, R, C) soft targets, (M, R) weights.
         onehot = F.one_hot(y, n_classes).float()

@@ -15,13 +15,13 @@ higher = more likely wrong; the flagged set is confident learning's `find_label_
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from activelearn.core.embedding_learner import EmbeddingLearner, EmbeddingLearnerConfig
+from activelearn.core.embedding_learner import EmbeddingLearner
 from activelearn.core.knn_graph import PoolGraph
 
 __all__ = [
@@ -103,17 +103,20 @@ def out_of_sample_probs(
     learner: EmbeddingLearner | None = None,
     pool: PoolGraph | None = None,
     pool_index: Tensor | np.ndarray | None = None,
+    members_per_fold: int = 1,
 ) -> Tensor:
     """K-fold out-of-sample probabilities of the labeled set: (N, D), (N,) -> (N, C) float64.
 
-    Each fold is predicted (member mean) by the embedding learner fit on the other folds only.
-    With `pool` (the pool's kNN graph) and `pool_index` ((N,) each labeled row's node in it),
-    the learner also spreads the training folds' labels over the pool: a held-out node's own
-    label is never a seed, so it is still judged out of sample. Rows of a label that is the only
-    one of its class are NaN (no model could have learnt its class without it).
-    Default learner: the embedding learner's defaults (M = 5 heads). Pass the pool: on the
-    demo (benchmarks/honesty.md, 300 labels, 5% flipped) the top 15 issues held 89% of the
-    planted errors with the pool graph and 72% with the heads alone.
+    Each fold is predicted by `members_per_fold` heads that learnt from the other folds only:
+    all folds' heads are the members of one fit of the embedding learner (its config, with
+    members = folds * members_per_fold), each member's labels masked to its training folds,
+    which costs about one round's fit instead of K. With `pool` (the pool's kNN graph) and
+    `pool_index` ((N,) each labeled row's node in it), a member also spreads its training
+    labels over the pool: a held-out node's own label is never one of its seeds, so it is still
+    judged out of sample. Rows of a label that is the only one of its class are NaN (no model
+    could have learnt its class without it).
+    On the demo (benchmarks/honesty.md, 300 labels, 5% flipped) the top 15 issues held 89% of
+    the planted errors with the pool graph and 72% with the heads alone.
     """
     x = torch.as_tensor(np.asarray(features), dtype=torch.float32)
     y = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
@@ -123,25 +126,31 @@ def out_of_sample_probs(
         raise ValueError(f"labels must lie in [0, {n_classes})")
     if (pool is None) != (pool_index is None):
         raise ValueError("pass both pool and pool_index, or neither")
+    if members_per_fold < 1:
+        raise ValueError(f"members_per_fold must be at least 1; got {members_per_fold}")
     index = None if pool_index is None else torch.as_tensor(np.asarray(pool_index)).long()
     if index is not None and index.shape != y.shape:
         raise ValueError(f"pool_index must be (N,) = {tuple(y.shape)}; got {tuple(index.shape)}")
-    learner = learner or EmbeddingLearner(EmbeddingLearnerConfig())
-    fold = stratified_folds(y, folds, seed=seed)
     probs = torch.full((len(y), n_classes), float("nan"), dtype=torch.float64)
-    for f in range(folds):
-        held, train = fold == f, fold != f
-        if not held.any():
-            continue
-        model = learner.fit(
-            x[train],
-            y[train],
+    fold = stratified_folds(y, folds, seed=seed)
+    used = [f for f in range(folds) if (fold == f).any() and (fold != f).any()]
+    if used:
+        base = (learner or EmbeddingLearner()).config
+        judges = EmbeddingLearner(replace(base, members=len(used) * members_per_fold))
+        member_fold = torch.tensor(used).repeat_interleave(members_per_fold)  # (M,)
+        model = judges.fit(
+            x,
+            y,
             n_classes=n_classes,
-            seed=seed * 1009 + f,
+            seed=seed * 1009,
             pool=pool,
-            pool_index=None if index is None else index[train],
+            pool_index=index,
+            label_masks=fold.unsqueeze(0) != member_fold.unsqueeze(1),  # (M, N)
         )
-        probs[held] = model.predict_proba(x[held]).mean(0).double()
+        member_probs = model.predict_proba(x)  # (M, N, C)
+        for f in used:
+            held = fold == f
+            probs[held] = member_probs[member_fold == f][:, held].mean(0).double()
     singletons = torch.bincount(y, minlength=n_classes)[y] < 2
     probs[singletons] = float("nan")
     return probs
@@ -227,6 +236,7 @@ def find_label_issues(
     pool: PoolGraph | None = None,
     pool_index: Tensor | np.ndarray | None = None,
     method: str = "self_confidence",
+    members_per_fold: int = 1,
 ) -> LabelIssues:
     """`out_of_sample_probs` (K-fold embedding learner) then `rank_label_issues`."""
     probs = out_of_sample_probs(
@@ -238,5 +248,6 @@ def find_label_issues(
         learner=learner,
         pool=pool,
         pool_index=pool_index,
+        members_per_fold=members_per_fold,
     )
     return rank_label_issues(labels, probs, method=method)

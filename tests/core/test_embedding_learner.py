@@ -92,6 +92,28 @@ def test_bad_inputs_are_refused() -> None:
         learner.fit(torch.rand(3, 4), torch.tensor([0, 1, 5]), n_classes=3, seed=0)
     with pytest.raises(ValueError, match="need"):
         learner.fit(torch.rand(3, 4), torch.tensor([0, 1]), n_classes=3, seed=0)
+    two = EmbeddingLearner(EmbeddingLearnerConfig(members=2))
+    with pytest.raises(ValueError, match="label_masks"):  # one member with no label
+        two.fit(
+            torch.rand(3, 4),
+            torch.tensor([0, 1, 1]),
+            n_classes=2,
+            seed=0,
+            label_masks=torch.tensor([[True, True, False], [False, False, False]]),
+        )
+
+
+def test_a_member_learns_only_the_labels_its_mask_keeps() -> None:
+    # Same points, opposite labels for the two members' halves: each member follows its own.
+    x = torch.eye(4)
+    y = torch.tensor([0, 1, 1, 0])
+    masks = torch.tensor([[True, True, False, False], [False, False, True, True]])
+    learner = EmbeddingLearner(EmbeddingLearnerConfig(members=2, dropout=0.0, steps=200))
+    probs = learner.fit(x, y, n_classes=2, seed=0, label_masks=masks).predict_proba(x)
+    assert probs[0, 0].argmax() == 0 and probs[0, 1].argmax() == 1  # member 0 saw rows 0, 1
+    assert probs[1, 2].argmax() == 1 and probs[1, 3].argmax() == 0  # member 1 saw rows 2, 3
+    # a row a member never saw is its own axis here: nothing taught that member about it
+    assert probs[0, 2:].max() < 0.7 and probs[1, :2].max() < 0.7
 
 
 def test_sharpen_matches_hand_computation_and_leaves_t1_unchanged() -> None:
