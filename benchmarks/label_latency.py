@@ -14,6 +14,10 @@ CPU with the measurement; the queue path measured is the cold-start order (no ro
 representation stage runs first): the figure while rounds run as annotators label.
 
     .venv/bin/python benchmarks/label_latency.py --retrain-every 1   # a round after every label
+
+`--backbone ssl` makes the representation stage train a contrastive encoder (minutes on this CPU)
+instead of the default HOG features (seconds), so the presses are measured while it trains; the
+end of the run says which representation jobs were still running.
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ def write_pool(folder: Path, count: int, *, seed: int = 0) -> None:
         path.write_bytes(buffer.getvalue())
 
 
-def prepare(data: Path, pool: int, retrain_every: int = 0) -> str:
+def prepare(data: Path, pool: int, retrain_every: int = 0, backbone: str | None = None) -> str:
     """Create the database; returns the project's name."""
     workspace = Workspace(f"sqlite:///{data / 'al.db'}", data_dir=data / "data")
     try:
@@ -73,7 +77,8 @@ def prepare(data: Path, pool: int, retrain_every: int = 0) -> str:
             report = project.import_images(data / "pool")
             took = time.perf_counter() - started
             print(f"imported {len(report.accepted):,} images in {took:.0f} s", flush=True)
-        project.update_settings(retrain_every=retrain_every)
+        extra = {"backbone": backbone} if backbone else {}
+        project.update_settings(retrain_every=retrain_every, **extra)
         return project.name
     finally:
         workspace.close()
@@ -124,6 +129,7 @@ def main() -> int:
     parser.add_argument(
         "--retrain-every", type=int, default=0, help="labels between automatic rounds (0: off)"
     )
+    parser.add_argument("--backbone", default=None, help="the project's backbone (default: hog)")
     args = parser.parse_args()
     if not Path(CHROMIUM).exists():
         print(f"{CHROMIUM} is missing: apt-get install chromium", file=sys.stderr)
@@ -131,7 +137,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="al-latency-") as scratch:
         data = args.keep or Path(scratch)
         data.mkdir(parents=True, exist_ok=True)
-        project = prepare(data, args.pool, args.retrain_every)
+        project = prepare(data, args.pool, args.retrain_every, args.backbone)
         server, url = start_app(f"sqlite:///{data / 'al.db'}", data / "data", timeout_s=60)
         try:
             timings = measure(url, args.presses, args.warmup)
@@ -146,8 +152,12 @@ def main() -> int:
         report(label, timings)
         with Workspace(f"sqlite:///{data / 'al.db'}", data_dir=data / "data") as workspace:
             rounds = workspace.project(project).rounds()
+            status = workspace.project(project).representation_status()
         done = [r for r in rounds if r.status == "succeeded"]
         print(f"rounds: {len(rounds)} requested, {len(done)} succeeded during the run")
+        latest = status.latest
+        if latest is not None:
+            print(f"representation job {latest.id} at the end: {latest.status} ({latest.phase})")
         print("(removing the temporary folder...)", flush=True)
     return 0
 

@@ -242,14 +242,64 @@ def add_round_metrics(session: Session, rows: list[dict[str, Any]]) -> None:
 
 
 def add_sample_scores(session: Session, rows: list[dict[str, Any]]) -> None:
+    # The table's Core insert, not the ORM's bulk path: these rows are never loaded as
+    # objects, and the ORM's per-row bookkeeping was the larger half of the time at 100k.
     if rows:
-        session.execute(insert(SampleScore), rows)
+        session.connection().execute(insert(SampleScore.__table__), rows)
 
 
 def delete_round_outputs(session: Session, round_id: int) -> None:
     """Drop the scores, metrics and curves of a round that did not succeed (never served)."""
     for table in (SampleScore, RoundMetric, TrainingEpoch):
         session.execute(delete(table).where(table.round_id == round_id))
+
+
+def rounds_to_prune(
+    session: Session, project_id: int, *, keep: int
+) -> list[tuple[int, str | None]]:
+    """(id, checkpoint) of the succeeded rounds older than the newest `keep` that still hold
+    per-sample scores or a checkpoint (a pruned round has neither)."""
+    newest = (
+        select(Round.id)
+        .where(Round.project_id == project_id, Round.status == "succeeded")
+        .order_by(Round.id.desc())
+        .limit(keep)
+    )
+    kept = [int(i) for i in session.scalars(newest)]
+    if len(kept) < keep:
+        return []
+    has_scores = select(SampleScore.round_id).where(SampleScore.round_id == Round.id).exists()
+    rows = session.execute(
+        select(Round.id, Round.checkpoint)
+        .where(
+            Round.project_id == project_id,
+            Round.status == "succeeded",
+            Round.id < min(kept),
+            Round.checkpoint.is_not(None) | has_scores,
+        )
+        .order_by(Round.id)
+    )
+    return [(int(i), checkpoint) for i, checkpoint in rows]
+
+
+def delete_some_scores(session: Session, round_id: int, *, limit: int) -> int:
+    """Delete up to about `limit` of a round's sample_scores rows (lowest sample ids first, so
+    each call is a short write); returns how many were deleted."""
+    boundary = session.scalar(
+        select(SampleScore.sample_id)
+        .where(SampleScore.round_id == round_id)
+        .order_by(SampleScore.sample_id)
+        .offset(limit)
+        .limit(1)
+    )
+    condition = SampleScore.round_id == round_id
+    if boundary is not None:
+        condition = condition & (SampleScore.sample_id < boundary)
+    return int(session.execute(delete(SampleScore).where(condition)).rowcount or 0)
+
+
+def forget_checkpoint(session: Session, round_id: int) -> None:
+    session.execute(update(Round).where(Round.id == round_id).values(checkpoint=None))
 
 
 def round_metrics(session: Session, round_id: int) -> list[RoundMetric]:

@@ -25,6 +25,7 @@ import pandas as pd
 from activelearn.errors import ExportRefused, NothingToExport
 from activelearn.score_fields import SCORE_FIELDS
 from activelearn.services.access import lead_export
+from activelearn.services.rounds import KEPT_ROUND_OUTPUTS
 from db import dashboard as dash_queries
 from db import queries
 from db.engine import read_session
@@ -223,6 +224,11 @@ def predictions_frame(project: Project, round_id: int | None = None) -> pd.DataF
         project_row = queries.get_project_by_id(session, project.id)
         classes = list(project_row.classes) if project_row is not None else []
         rows = dash_queries.scored_rows(session, round_id)
+        if not rows and round_id != queries.latest_succeeded_round_id(session, project.id):
+            raise NothingToExport(
+                f"round {round_id}'s per-sample scores were removed when newer rounds finished "
+                f"(the newest {KEPT_ROUND_OUTPUTS} rounds keep theirs): export a newer round"
+            )
     base = pd.DataFrame(
         [r[:14] for r in rows],
         columns=[

@@ -38,7 +38,7 @@ from activelearn.services.pipeline import (
 )
 from activelearn.services.representation import current_embeddings
 from activelearn.services.round_storage import store_metrics, store_scores
-from activelearn.services.rounds import check_enough_labels, discard_outputs
+from activelearn.services.rounds import check_enough_labels, discard_outputs, prune_old_rounds
 from activelearn.services.settings import ProjectSettings
 from activelearn.types import RoundStatus, SampleSplit
 from db import queries
@@ -283,7 +283,25 @@ def run_round(
     )
     if status == RoundStatus.SUCCEEDED:
         _store_pool_summary(engine, round_id)
+        _prune_older_rounds(engine, round_id, data_dir)
     return status
+
+
+def _prune_older_rounds(engine: Engine, round_id: int, data_dir: Path) -> None:
+    """Older rounds' scores and checkpoints go once this one's summary is stored (it reads its
+    predecessor's scores). A failure leaves them for the next round to remove."""
+    try:
+        with read_session(engine) as session:
+            row = session.get(Round, round_id)
+            project_id = None if row is None else row.project_id
+        if project_id is not None:
+            pruned = prune_old_rounds(engine, project_id, data_dir=data_dir)
+            if pruned:
+                log.info(
+                    "round %s: removed the scores and checkpoints of rounds %s", round_id, pruned
+                )
+    except Exception:
+        log.exception("could not remove the outputs of rounds before round %s", round_id)
 
 
 def _store_pool_summary(engine: Engine, round_id: int) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from sqlalchemy import Engine
 
 from activelearn.score_fields import SCORE_FIELDS
@@ -78,7 +79,8 @@ def store_scores(
     columns["reason"] = [pool.reasons.get(row) for row in range(n)]  # pool row -> why chosen
     names = list(columns)
     ranks = [rank or None for rank in pool.rank.tolist()]  # 0: not ranked
-    mean_probs = pool.mean_probs.tolist()
+    # 4 decimals, rounded as one tensor op (a float64 k / 10^4 is the double round() gives)
+    mean_probs = (pool.mean_probs.to(torch.float64) * 1e4).round().div(1e4).tolist()
     votes = pool.member_predictions.T.tolist()  # (N, M) python ints
     for lo in range(0, n, SCORE_CHUNK_ROWS):
         hi = min(lo + SCORE_CHUNK_ROWS, n)
@@ -95,7 +97,7 @@ def store_scores(
                 "rank": rank,
                 "round_id": round_id,
                 "sample_id": int(sample_id),
-                "mean_probs": [round(v, 4) for v in probs],
+                "mean_probs": probs,
                 "member_predictions": vote,
             }
             for values, rank, sample_id, probs, vote in zip(

@@ -165,6 +165,37 @@ def discard_outputs(engine: Engine, round_ids: list[int], *, data_dir: Path | No
                 shutil.rmtree(folder, ignore_errors=True)
 
 
+# Succeeded rounds that keep their per-sample scores and checkpoint. With a round after every
+# label, keeping them all would grow the database by a pool's worth of rows per label (17.5 MB
+# per round at 100,000 samples) and the disk by a checkpoint per label (117 MB at 100,000 for
+# the embedding learner, which keeps the pool's vectors for its graph vote). Older rounds keep
+# their metrics, training curves and stored pool summary: the dashboard's learning curves and
+# distributions over rounds stay whole. Three: the newest is served, its predecessor feeds the
+# newest's stability and summary, and one more covers a round finishing meanwhile.
+KEPT_ROUND_OUTPUTS = 3
+PRUNE_CHUNK_ROWS = 5_000  # score rows deleted per write transaction: labels interleave
+
+
+def prune_old_rounds(
+    engine: Engine, project_id: int, *, data_dir: Path | None, keep: int = KEPT_ROUND_OUTPUTS
+) -> list[int]:
+    """Remove the per-sample scores and checkpoints of the project's succeeded rounds older
+    than the newest `keep`; returns the rounds pruned."""
+    with read_session(engine) as session:
+        rows = round_queries.rounds_to_prune(session, project_id, keep=keep)
+    for round_id, _checkpoint in rows:
+        while with_write_retry(
+            engine,
+            lambda s, r=round_id: round_queries.delete_some_scores(s, r, limit=PRUNE_CHUNK_ROWS),
+        ):
+            pass
+        with_write_retry(engine, lambda s, r=round_id: round_queries.forget_checkpoint(s, r))
+        if data_dir is not None:
+            for folder in paths.round_checkpoint_dirs(Path(data_dir), round_id):
+                shutil.rmtree(folder, ignore_errors=True)
+    return [round_id for round_id, _ in rows]
+
+
 def cancel_round(project: Project, round_id: int | None = None) -> RoundInfo | None:
 
     def work(session: Session) -> RoundInfo | None:
@@ -202,6 +233,10 @@ def last_round(project: Project) -> RoundInfo | None:
 
 
 MIN_CLASSES_FOR_ROUND = 2
+# After a failed round the next automatic one waits for at least this many new labels: with
+# retrain_every 1 a round that keeps failing (a missing file, a bad setting) would otherwise be
+# retried, and fail again, after every label.
+FAILED_ROUND_BACKOFF_LABELS = 20
 
 
 def check_enough_labels(labeled_classes: list[str]) -> None:
@@ -237,6 +272,8 @@ def maybe_request_round(project: Project) -> RoundInfo | None:
         last = round_queries.latest_round(session, project.id)
         # Any last round counts, failed ones too: a failing round must not be re-queued per label.
         watermark = int((last.detail or {}).get("annotation_watermark", 0)) if last else 0
+        if last is not None and last.status == RoundStatus.FAILED:
+            every = max(every, FAILED_ROUND_BACKOFF_LABELS)
         new_labels = queries.count_live_annotations(session, project.id, since_id=watermark)
         classes = queries.labeled_pool_classes(session, project.id)
     if new_labels < every or len(classes) < MIN_CLASSES_FOR_ROUND:

@@ -33,6 +33,7 @@ from activelearn.services.representation_runner import claim_representation, run
 from activelearn.services.round_runner import claim_round, run_round
 from activelearn.services.rounds import (
     DEFAULT_HEARTBEAT_TIMEOUT_S,
+    maybe_request_round,
     reap_stale_rounds,
     worker_name,
 )
@@ -115,8 +116,22 @@ def run_worker(config: WorkerConfig) -> int:
             idle_since = time.monotonic()
             if config.once:
                 return ran
+            _queue_follow_up(workspace, round_id)
     finally:
         workspace.close()
+
+
+def _queue_follow_up(workspace: Workspace, round_id: int) -> None:
+    """Labels given while a round ran queue no round of their own (one was active): queue the
+    next one now if they are due, so the last labels of a session are not left out."""
+    project_id = _project_of_round(workspace.engine, round_id)
+    project = next((p for p in workspace.projects() if p.id == project_id), None)
+    if project is None:
+        return
+    try:
+        maybe_request_round(project)
+    except Exception:
+        log.exception("could not queue the follow-up round of project %s", project.name)
 
 
 def _project_of_round(engine: Engine, round_id: int | None) -> int | None:

@@ -11,6 +11,7 @@ from activelearn import NotAllowed, Workspace
 from activelearn.errors import InvalidAnnotator, LoginFailed, LoginThrottled
 from activelearn.services import access, export
 from activelearn.services.dashboard import send_back_for_review
+from activelearn.services.settings import ProjectSettings
 from tests.conftest import write_images
 
 PASSWORD = "correct horse battery"
@@ -77,7 +78,7 @@ def test_annotator_may_only_label_as_themselves(workspace: Workspace, tmp_path: 
             action()
         assert "lead" in str(caught.value), what
     assert not (tmp_path / "out").exists()
-    assert project.settings.retrain_every == 20
+    assert project.settings.retrain_every == ProjectSettings().retrain_every  # unchanged
     assert [pr.name for pr in workspace.projects()] == ["p"]
     assert workspace.roles()["ana"] == "annotator"
 

@@ -10,17 +10,19 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from activelearn import Workspace
+from activelearn.clock import utcnow
 from activelearn.core.cnn_learner import MIN_TRAIN_STEPS
-from activelearn.errors import NotEnoughLabels
-from activelearn.services import export, rounds, triggers
+from activelearn.errors import NotEnoughLabels, NothingToExport
+from activelearn.services import export, rounds, triggers, worker_loop
 from activelearn.services.pipeline import score_pool
 from activelearn.services.round_runner import claim_round, run_round
 from db import rounds as round_queries
 from db.engine import read_session
-from db.models import Round, RoundMetric, SampleScore, TrainingEpoch
+from db.models import Round, RoundMetric, RoundPoolSummary, SampleScore, TrainingEpoch
 
 CLASSES = ["left", "right", "top"]
 SIZE = 12
@@ -281,6 +283,89 @@ def test_after_label_respects_off_and_a_failed_round_is_not_requeued_per_label(
         task = project.next_task("cy")
         project.submit(task.id, label="top", annotator="cy")
     assert project.active_round() is None
+
+
+def test_after_a_failed_round_the_next_automatic_one_waits_for_more_labels(
+    sqlite_workspace: Workspace, tmp_path: Path
+):
+    ws = sqlite_workspace
+    project = make_project(ws, tmp_path / "images", n_labeled=0, settings={"retrain_every": 1})
+    for label in ("top", "left"):  # the second label of a second class queues a round
+        task = project.next_task("cy")
+        project.submit(task.id, label=label, annotator="cy")
+    queued = project.active_round()
+    assert queued is not None
+    round_id = claim_round(ws.engine, worker="test:1")
+    with ws.engine.begin() as connection:
+        session = Session(bind=connection)
+        assert round_queries.finish_round(
+            session, round_id, worker="test:1", status="failed", now=utcnow(), error="boom"
+        )
+        session.commit()
+    # the failed round counts from the labels it was queued with (its watermark)
+    for since in range(1, rounds.FAILED_ROUND_BACKOFF_LABELS):
+        task = project.next_task("cy")
+        project.submit(task.id, label="top", annotator="cy")
+        assert project.active_round() is None, f"re-queued {since} labels after a failure"
+    task = project.next_task("cy")
+    project.submit(task.id, label="top", annotator="cy")
+    assert project.active_round() is not None  # FAILED_ROUND_BACKOFF_LABELS since the failure
+
+
+def test_the_worker_queues_the_round_that_labels_given_meanwhile_are_due(
+    sqlite_workspace: Workspace, tmp_path: Path
+):
+    ws = sqlite_workspace
+    project = make_project(ws, tmp_path / "images", settings={"retrain_every": 0})
+    queued = project.request_round()
+    assert (
+        run_round(ws.engine, claim_round(ws.engine, worker="w"), data_dir=ws.data_dir, worker="w")
+        == "succeeded"
+    )
+    for _ in range(2):  # given while no round could be queued for them
+        task = project.next_task("bo")
+        project.submit(task.id, label="left", annotator="bo")
+    project.update_settings(retrain_every=2)
+    assert project.active_round() is None
+    worker_loop._queue_follow_up(ws, queued.id)
+    follow_up = project.active_round()
+    assert follow_up is not None and follow_up.id != queued.id
+    worker_loop._queue_follow_up(ws, queued.id)  # nothing new beyond that: no second one
+    assert [r.id for r in project.rounds()].count(follow_up.id) == 1
+    assert sum(r.status == "queued" for r in project.rounds()) == 1
+
+
+def test_rounds_older_than_the_newest_three_lose_scores_and_checkpoint_but_keep_metrics(
+    sqlite_workspace: Workspace, tmp_path: Path
+):
+    ws = sqlite_workspace
+    project = make_project(ws, tmp_path / "images")
+    done = []
+    for _ in range(rounds.KEPT_ROUND_OUTPUTS + 1):
+        project.request_round()
+        round_id = claim_round(ws.engine, worker="w")
+        assert run_round(ws.engine, round_id, data_dir=ws.data_dir, worker="w") == "succeeded"
+        done.append(round_id)
+    with read_session(ws.engine) as session:
+        scored = {
+            r: session.scalar(
+                select(func.count()).select_from(SampleScore).where(SampleScore.round_id == r)
+            )
+            for r in done
+        }
+        checkpoints = {r: session.get(Round, r).checkpoint for r in done}
+        metric_rounds = set(session.scalars(select(RoundMetric.round_id)))
+        summaries = set(session.scalars(select(RoundPoolSummary.round_id)))
+    oldest, kept = done[0], done[1:]
+    assert scored[oldest] == 0 and checkpoints[oldest] is None
+    assert all(scored[r] > 0 and checkpoints[r] for r in kept)
+    assert not list((Path(ws.data_dir) / "checkpoints").glob(f"project-*/round-{oldest}"))
+    assert all(Path(checkpoints[r]).is_dir() for r in kept)
+    assert metric_rounds == set(done) and summaries == set(done)  # curves over every round
+    with pytest.raises(NothingToExport, match="removed when newer rounds finished"):
+        export.predictions_frame(project, oldest)
+    assert len(export.predictions_frame(project, kept[0])) > 0
+    assert project.next_task("bo").strategy == "bald"  # the newest round still ranks the pool
 
 
 def test_batch_strategy_priorities_put_the_selected_batch_first():

@@ -313,7 +313,8 @@ def _settings_section(ws: Workspace, project: Project) -> None:
             100_000,
             settings.retrain_every,
             key=setting_key(project, "retrain_every"),
-            help="0 turns automatic retraining off.",
+            help="1: a round after every label (about 2 s each with the embedding learner on "
+            "the demo). 0 turns automatic retraining off.",
         )
         b.number_input(
             "Audit share (%)",
