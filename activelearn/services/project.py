@@ -89,9 +89,13 @@ class Project:
             return ProjectSettings.from_json(self._row(session).settings)
 
     def update_settings(self, **changes: Any) -> ProjectSettings:
-        def work(session: Session) -> ProjectSettings:
+        """Change settings (leads only); new features (backbone, weights, SSL epochs) queue a
+        representation job, and rounds keep the current embeddings until it completes."""
+
+        def work(session: Session) -> tuple[ProjectSettings, ProjectSettings]:
             access.require_lead(session, self.workspace.user, "change settings")
-            new = ProjectSettings.from_json(self._row(session).settings).updated(**changes)
+            old = ProjectSettings.from_json(self._row(session).settings)
+            new = old.updated(**changes)
             queries.update_project(session, self.id, settings=new.to_json())
             access.audit(
                 session,
@@ -100,9 +104,12 @@ class Project:
                 project=self,
                 changes={key: _jsonable(value) for key, value in changes.items()},
             )
-            return new
+            return old, new
 
-        return with_write_retry(self.engine, work)
+        old, new = with_write_retry(self.engine, work)
+        if ssl.features_changed(old, new) and self.status().n_pool > 1:
+            ssl.request_representation(self, requested_by="settings")
+        return new
 
     def add_classes(self, names: list[str]) -> list[str]:
         """Append classes (existing names are ignored); returns the full ordered list."""
@@ -553,17 +560,14 @@ class Project:
         return info
 
     def rounds(self) -> list[RoundInfo]:
-
         return rounds.list_rounds(self)
 
     def last_round(self) -> RoundInfo | None:
         """The newest round, whatever its status; None before the first."""
-
         return rounds.last_round(self)
 
     def active_round(self) -> RoundInfo | None:
         """The queued or running round, if any."""
-
         return rounds.active_round(self)
 
     # ------------------------------------------------------------ representation (ssl)

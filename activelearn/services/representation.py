@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from activelearn import paths
 from activelearn.clock import utcnow
 from activelearn.ingest.embeddings import EmbeddingsMissing, EmbeddingStore
-from activelearn.services.settings import ProjectSettings
+from activelearn.services.settings import SSL_BACKBONE, ProjectSettings
 from activelearn.types import RepresentationInfo, RepresentationStatus
 from db import queries
 from db import representations as rep_queries
@@ -66,6 +66,15 @@ def version_prefix(job_id: int, attempt: int) -> str:
 
 
 # ---------------------------------------------------------------- requests
+
+
+def features_changed(old: ProjectSettings, new: ProjectSettings) -> bool:
+    """Whether embeddings computed under `old` are not what `new` asks for."""
+
+    def features(s: ProjectSettings) -> tuple[str, str, int]:
+        return s.backbone, s.backbone_weights, s.ssl_epochs if s.backbone == SSL_BACKBONE else 0
+
+    return features(old) != features(new)
 
 
 def request_representation(

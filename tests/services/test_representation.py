@@ -158,6 +158,26 @@ def test_rounds_keep_the_old_version_until_the_new_one_flips_and_regrow_requeues
     assert project.representation_status().latest.id == second.id
 
 
+def test_new_features_in_the_settings_queue_a_job_other_settings_do_not(
+    sqlite_workspace: Workspace, tmp_path: Path
+):
+    ws = sqlite_workspace
+    project = make_project(ws, tmp_path / "images", settings=FAST, n_test=0)
+    assert run_queued(ws) == "succeeded"
+    first = project.representation_status().current
+    project.update_settings(members=3, retrain_every=5, ssl_epochs=2)  # hog: epochs unused
+    assert project.representation_status().latest.id == first.id
+    project.update_settings(backbone="ssl")
+    queued = project.representation_status().latest
+    assert queued.id != first.id and queued.status == "queued"
+    assert project.representation_status().version == first.version  # rounds keep these
+    assert run_queued(ws) == "succeeded"
+    current = project.representation_status().current
+    assert current.id == queued.id and current.detail["backbone"] == "ssl"
+    project.update_settings(ssl_epochs=1)  # the ssl encoder's epochs are its features
+    assert project.representation_status().latest.status == "queued"
+
+
 def test_cancel_a_queued_and_a_running_job(sqlite_workspace: Workspace, tmp_path: Path):
     ws = sqlite_workspace
     project = make_project(ws, tmp_path / "images", settings=SLOW)

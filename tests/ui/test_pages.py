@@ -286,6 +286,33 @@ def test_import_zip_upload(app_env: Workspace, project: Project) -> None:
     assert len(table) == 1 and "notes.png" in table["file"][0]
 
 
+def test_choosing_features_and_learner_saves_them_and_computes_new_features(
+    app_env: Workspace, project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[Workspace] = []
+    monkeypatch.setattr(rounds, "ensure_worker", lambda ws, **_: started.append(ws) or True)
+    at = new_app().run()
+    at.switch_page(f"{PAGES}/setup.py").run()
+    at.selectbox(key=setup_page.setting_key(project, "learner")).select("embedding")
+    at.selectbox(key=setup_page.setting_key(project, "backbone")).select("ssl")
+    at.number_input(key=setup_page.setting_key(project, "ssl_epochs")).set_value(3)
+    at.button(key=setup_page.setting_key(project, "save")).click().run()
+    assert not at.exception, at.exception
+    settings = project.settings
+    assert (settings.learner, settings.backbone, settings.ssl_epochs) == ("embedding", "ssl", 3)
+    # a job is queued (the import's, not yet run, now with these settings) and a worker started
+    latest = project.representation_status().latest
+    assert latest is not None and latest.status == "queued"
+    assert started, "new features need a worker"
+    assert "new features are being computed" in " ".join(s.value for s in at.success)
+    # A torchvision backbone without its weights file is refused, and nothing changes.
+    at.selectbox(key=setup_page.setting_key(project, "backbone")).select("torchvision")
+    at.text_input(key=setup_page.setting_key(project, "architecture")).input("resnet18")
+    at.button(key=setup_page.setting_key(project, "save")).click().run()
+    assert "backbone_weights" in " ".join(e.value for e in at.error)
+    assert project.settings.backbone == "ssl"
+
+
 def test_settings_and_retrain_now(
     app_env: Workspace, project: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -8,10 +8,27 @@ import pandas as pd
 import streamlit as st
 
 from activelearn import ActivelearnError, ImportReport, Project, Workspace
-from activelearn.services.settings import KNOWN_STRATEGIES
+from activelearn.services.representation import features_changed
+from activelearn.services.settings import (
+    HOG_BACKBONE,
+    KNOWN_LEARNERS,
+    KNOWN_STRATEGIES,
+    SSL_BACKBONE,
+    ProjectSettings,
+)
 from activelearn.ui import components, state, team
 
 REPORT_KEY = "setup_import_report"  # (project id, source shown, ImportReport)
+LEARNER_NAMES = {
+    "embedding": "Embedding heads (on the pool's features)",
+    "cnn": "CNN ensemble (trained from scratch)",
+}
+TORCHVISION = "torchvision"
+FEATURE_NAMES = {
+    HOG_BACKBONE: "HOG + pixel PCA (no training)",
+    SSL_BACKBONE: "Self-supervised encoder (trained on the pool)",
+    TORCHVISION: "Pretrained torchvision backbone (local weights)",
+}
 MESSAGE_KEY = "setup_message"  # (kind, text): one-shot result of the last action
 
 
@@ -120,12 +137,25 @@ def on_import_zip(project: Project) -> None:
     )
 
 
-def on_save_settings(project: Project) -> None:
+def _backbone_value(project: Project) -> str:
+    chosen = st.session_state[setting_key(project, "backbone")]
+    if chosen != TORCHVISION:
+        return str(chosen)
+    architecture = str(st.session_state[setting_key(project, "architecture")]).strip()
+    return f"{TORCHVISION}:{architecture}"
+
+
+def on_save_settings(ws: Workspace, project: Project) -> None:
     def value(name: str) -> object:
         return st.session_state[setting_key(project, name)]
 
+    before = project.settings
     try:
-        project.update_settings(
+        after = project.update_settings(
+            learner=value("learner"),
+            backbone=_backbone_value(project),
+            backbone_weights=str(value("backbone_weights")).strip(),
+            ssl_epochs=int(value("ssl_epochs")),
             strategy=value("strategy"),
             members=int(value("members")),
             epochs=int(value("epochs")),
@@ -136,6 +166,16 @@ def on_save_settings(project: Project) -> None:
         )
     except ActivelearnError as error:
         _message("error", str(error))
+        return
+    latest = project.representation_status().latest
+    if features_changed(before, after) and latest is not None and latest.status == "queued":
+        problem = state.kick_worker(ws)
+        _message(
+            "error" if problem else "success",
+            problem
+            or "Settings saved: new features are being computed (representation job "
+            f"{latest.id}); rounds use the current ones until they are ready.",
+        )
         return
     _message("success", "Settings saved: the next round uses them.")
 
@@ -287,6 +327,7 @@ def _settings_section(ws: Workspace, project: Project) -> None:
     # Keyed by the project (see setting_key) so the form always shows and saves this project.
     with st.form(f"settings_form_{project.id}"):
         st.markdown("**Training**")
+        _learner_fields(project, settings)
         strategies = strategy_choices(settings.strategy)
         st.selectbox(
             "Acquisition strategy",
@@ -345,9 +386,56 @@ def _settings_section(ws: Workspace, project: Project) -> None:
             "Save settings",
             key=setting_key(project, "save"),
             on_click=on_save_settings,
-            args=(project,),
+            args=(ws, project),
         )
     st.fragment(_round_controls, run_every=_poll(components.STATUS_POLL_SECONDS))(ws, project)
+
+
+def _learner_fields(project: Project, settings: ProjectSettings) -> None:
+    """Learner and features (the representation stage's backbone) of the settings form."""
+    st.selectbox(
+        "Learner",
+        list(KNOWN_LEARNERS),
+        index=list(KNOWN_LEARNERS).index(settings.learner),
+        key=setting_key(project, "learner"),
+        format_func=lambda name: LEARNER_NAMES.get(name, name),
+        help="Embedding heads train in about a second on a CPU (a round after every label); "
+        "the CNN ensemble learns from pixels, about 15 s a round on a CPU.",
+    )
+    kind = settings.backbone.split(":", 1)[0]
+    a, b = st.columns(2)
+    a.selectbox(
+        "Features",
+        list(FEATURE_NAMES),
+        index=list(FEATURE_NAMES).index(kind),
+        key=setting_key(project, "backbone"),
+        format_func=FEATURE_NAMES.__getitem__,
+        help="What the embedding learner and the typiclust/auto strategies see. A change "
+        "computes new features in the background; rounds keep the current ones meanwhile.",
+    )
+    b.number_input(
+        "Self-supervised epochs",
+        1,
+        1000,
+        settings.ssl_epochs,
+        key=setting_key(project, "ssl_epochs"),
+        help="Training epochs of the self-supervised encoder (its features only).",
+    )
+    a.text_input(
+        "Torchvision architecture",
+        settings.backbone.split(":", 1)[1] if kind == TORCHVISION else "",
+        key=setting_key(project, "architecture"),
+        placeholder="resnet18",
+        help="For pretrained features only, e.g. resnet18 or efficientnet_b0.",
+    )
+    b.text_input(
+        "Weights file",
+        settings.backbone_weights,
+        key=setting_key(project, "backbone_weights"),
+        placeholder="/models/resnet18.safetensors",
+        help="A local .safetensors (or .pth) file on the server: nothing is downloaded. "
+        "The README says how to get ImageNet weights.",
+    )
 
 
 def _upload_pending() -> bool:
