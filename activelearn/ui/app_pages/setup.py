@@ -20,14 +20,14 @@ from activelearn.ui import components, state, team
 
 REPORT_KEY = "setup_import_report"  # (project id, source shown, ImportReport)
 LEARNER_NAMES = {
-    "embedding": "Embedding heads (on the pool's features)",
-    "cnn": "CNN ensemble (trained from scratch)",
+    "embedding": "Embedding heads",
+    "cnn": "CNN ensemble",
 }
 TORCHVISION = "torchvision"
 FEATURE_NAMES = {
-    HOG_BACKBONE: "HOG + pixel PCA (no training)",
-    SSL_BACKBONE: "Self-supervised encoder (trained on the pool)",
-    TORCHVISION: "Pretrained torchvision backbone (local weights)",
+    HOG_BACKBONE: "HOG + pixel PCA",
+    SSL_BACKBONE: "Self-supervised",
+    TORCHVISION: "Torchvision (pretrained)",
 }
 MESSAGE_KEY = "setup_message"  # (kind, text): one-shot result of the last action
 
@@ -399,8 +399,9 @@ def _learner_fields(project: Project, settings: ProjectSettings) -> None:
         index=list(KNOWN_LEARNERS).index(settings.learner),
         key=setting_key(project, "learner"),
         format_func=lambda name: LEARNER_NAMES.get(name, name),
-        help="Embedding heads train in about a second on a CPU (a round after every label); "
-        "the CNN ensemble learns from pixels, about 15 s a round on a CPU.",
+        help="Embedding heads: small heads on the pool's features, about a second to train on "
+        "a CPU (a round after every label). CNN ensemble: small CNNs trained from scratch on "
+        "the labeled pixels, about 15 s a round on a CPU.",
     )
     kind = settings.backbone.split(":", 1)[0]
     a, b = st.columns(2)
@@ -410,8 +411,10 @@ def _learner_fields(project: Project, settings: ProjectSettings) -> None:
         index=list(FEATURE_NAMES).index(kind),
         key=setting_key(project, "backbone"),
         format_func=FEATURE_NAMES.__getitem__,
-        help="What the embedding learner and the typiclust/auto strategies see. A change "
-        "computes new features in the background; rounds keep the current ones meanwhile.",
+        help="What the embedding learner and the typiclust/auto strategies see: HOG + pixel "
+        "PCA needs no training; self-supervised trains an encoder on the pool; torchvision "
+        "uses a pretrained network from a local weights file. A change computes new features "
+        "in the background; rounds keep the current ones meanwhile.",
     )
     b.number_input(
         "Self-supervised epochs",
