@@ -285,6 +285,13 @@ def main(argv: list[str] | None = None) -> int:
         f"{'exact' if len(pool_emb) <= exact_max else 'approximate'}) of the pool: "
         f"{time.perf_counter() - started:.1f} s"
     )
+    if len(pool_emb) > exact_max:
+        exact = build_pool_graph(pool_emb, k=args.k).neighbors
+        found = sum(
+            len(set(a) & set(b))
+            for a, b in zip(graph.neighbors.tolist(), exact.tolist(), strict=True)
+        )
+        print(f"recall of the approximate graph's neighbours: {found / exact.numel():.3f}")
     nearest = (test_emb @ pool_emb.T).argmax(1).numpy()  # cosine: both sides unit rows
     one_nn = (pool_y[nearest] == labels[is_test]).mean()
     print(f"1-NN test accuracy with all pool labels: {one_nn:.3f}")
