@@ -180,7 +180,7 @@ def pool_graph(nodes: Tensor, k: int = DEFAULT_GRAPH_K) -> PoolGraph:
     with _GRAPH_LOCK:
         graph = _GRAPH_CACHE.get(key)
     if graph is None:
-        graph = build_pool_graph(rows.canonical(unit).contiguous(), k=k)
+        graph = build_pool_graph(rows.rows, k=k)
         with _GRAPH_LOCK:
             _GRAPH_CACHE.clear()
             _GRAPH_CACHE[key] = graph

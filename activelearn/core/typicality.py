@@ -162,15 +162,15 @@ def clusters(points: Tensor, k: int, *, seed: int) -> Tensor:
     """kmeans(points, k, seed=seed) of the rows in canonical order, cached per (set, k, seed),
     in the rows' own order: (N,) int64 ids in [0, min(k, N))."""
     rows = row_set(points)
-    return rows.caller(_clustering(points, rows, k, seed).ids)
+    return rows.caller(_clustering(rows, k, seed).ids)
 
 
-def _clustering(points: Tensor, rows: RowSet, k: int, seed: int) -> _Clustering:
+def _clustering(rows: RowSet, k: int, seed: int) -> _Clustering:
     key = (rows.key, k, seed)
     with _CLUSTER_LOCK:
         found = _CLUSTER_CACHE.get(key)
     if found is None:
-        found = _Clustering(ids=kmeans(rows.canonical(points), k, seed=seed))
+        found = _Clustering(ids=kmeans(rows.rows, k, seed=seed))
         with _CLUSTER_LOCK:
             _CLUSTER_CACHE.clear()
             _CLUSTER_CACHE[key] = found
@@ -209,7 +209,7 @@ def typiclust_select(
     n_labeled = int(labeled.sum())
     n_clusters = cluster_count(n_labeled + context.count, points.shape[0], max_clusters)
     rows = row_set(points)
-    clustering = _clustering(points, rows, n_clusters, context.seed)
+    clustering = _clustering(rows, n_clusters, context.seed)
     cluster = rows.caller(clustering.ids)
     sizes = torch.bincount(cluster, minlength=n_clusters)
     covered = torch.bincount(cluster[labeled], minlength=n_clusters)

@@ -16,6 +16,8 @@ def test_any_order_of_the_same_rows_has_one_key_and_one_canonical_order() -> Non
     first, second = row_set(points), row_set(points[perm])
     assert first.key == second.key
     torch.testing.assert_close(first.canonical(points), second.canonical(points[perm]))
+    torch.testing.assert_close(first.rows, second.rows)  # the canonical rows, kept
+    torch.testing.assert_close(first.rows, points[first.order])
     # canonical values back in the caller's order are the caller's rows
     torch.testing.assert_close(first.caller(first.canonical(points)), points)
     torch.testing.assert_close(second.caller(second.canonical(points[perm])), points[perm])
