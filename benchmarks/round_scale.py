@@ -18,6 +18,17 @@ also in CPU seconds: the machine is shared, and a process's CPU time is what ano
 inflates least), round 1 being the first of a process (the kNN graph and an uncached
 clustering show there), the checkpoint's size, and the database's growth per round.
 Targets: train + score <= 2 s at 4k and <= 10 s at 100k on this CPU, every round.
+
+Measured 2026-12-02 on the shared 2-core machine (load average 4-10, so wall seconds run 1.5-3x
+the CPU seconds), `--pool 4000 --pool 100000 --rounds 3|4`, train+score wall s (CPU s):
+
+| pool | round | before (exact graph, cdist k-means every round) | after |
+|---|---|---|---|
+| 4k | 1 | 2.14 (1.49) | 1.80 (1.15) |
+| 4k | 2, 3 | 1.72, 1.80 (1.31, 1.44) | 1.18, 1.35 (0.76, 0.86) |
+| 100k | 1 (first of a process) | 137.6 (90.7): graph 124 s of training | 15.1 (9.7) |
+| 100k | 2, 3 | 19.9, 19.3 (12.2, 12.0): scoring 12.3 s | 7.7, 7.0 (4.9, 4.9) |
+| 100k | 4 (k-means ladder's next rung) | - | 8.1 (6.1) |
 """
 
 from __future__ import annotations
