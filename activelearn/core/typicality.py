@@ -12,11 +12,12 @@ class on average), then BALD (mutual information of the ensemble's (M, N, C) pro
 one pick per k-means cluster so that a batch does not come from one contested region.
 Every pick carries a sentence for "Why this sample".
 
-The clustering is what costs at pool scale (100k x 256-d, k = 310: 3.3 s of CPU with the
-distances as matmuls, 10.6 s with cdist), and a worker's pool is the same set round after
-round: it is cached per (embedding set, k, seed) whatever the rows' order (core.row_set), and past
-LADDER_FROM clusters k moves on a ladder of ~10% steps (rounded up: never fewer clusters than
-labels + batch), so a round reclusters only when the labels have grown by about a tenth.
+The clustering is what costs at pool scale (100k x 256-d, k = 332: 10.6 s of CPU with cdist
+on 20k points, 3.3 s with the distances as matmuls, 1.0 s fitted on 32 points a cluster), and
+a worker's pool is the same set round after round: it is cached per (embedding set, k, seed)
+whatever the rows' order (core.row_set), and past LADDER_FROM clusters k moves on a ladder of
+~10% steps (rounded up: never fewer clusters than labels + batch), so a round reclusters only
+when the labels have grown by about a tenth.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def kmeans(
 ) -> Tensor:
     """Lloyd's k-means with k-means++ seeding, fitted on at most max(sample / 2, per_cluster * k)
     points (and at most `sample`): (N, D) -> (N,) int64 cluster ids in [0, k). Squared
-    distances as |x|^2 - 2 x.c + |c|^2 (matmuls: at 100k x 256-d, k = 310, 3.3 s of CPU on
+    distances as |x|^2 - 2 x.c + |c|^2 (matmuls: at 100k x 256-d, k = 332, 3.3 s of CPU on
     20k points instead of 10.6 s with cdist). A fit costs ~ points x k: 32 points a cluster
     (10k for up to 312 clusters) halves a cold fit at 100k; pools under 10k use every point."""
     n = points.shape[0]
