@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from activelearn.core.embedding_learner import EmbeddingLearner, EmbeddingLearnerConfig
-from activelearn.core.knn_graph import build_pool_graph
+from activelearn.core.knn_graph import EXACT_MAX_NODES, build_pool_graph
 from activelearn.core.metrics import accuracy, expected_calibration_error
 from activelearn.core.representation import (
     FeatureConfig,
@@ -249,6 +249,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pca", type=int, default=30, help="pixel PCA components")
     parser.add_argument("--temperature", type=float, default=0.5, help="< 1 sharpens")
     parser.add_argument("--k", type=int, default=5, help="neighbours per node in the pool graph")
+    parser.add_argument(
+        "--exact-max",
+        type=int,
+        default=None,
+        help="exact kNN graph up to this many pool rows, approximate past it (default: the "
+        "library's knn_graph.EXACT_MAX_NODES; 0 forces the approximate graph on the demo)",
+    )
     parser.add_argument("--skip-100k", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -271,11 +278,20 @@ def main(argv: list[str] | None = None) -> int:
         )
     else:
         pool_emb, test_emb = ssl_features(args, pool_x, digits[is_test])
-    graph = build_pool_graph(pool_emb, k=args.k)
+    exact_max = EXACT_MAX_NODES if args.exact_max is None else args.exact_max
+    graph = build_pool_graph(pool_emb, k=args.k, exact_max=exact_max)
     print(
-        f"features {args.features} + kNN graph (k={args.k}) of the pool: "
+        f"features {args.features} + kNN graph (k={args.k}, "
+        f"{'exact' if len(pool_emb) <= exact_max else 'approximate'}) of the pool: "
         f"{time.perf_counter() - started:.1f} s"
     )
+    if len(pool_emb) > exact_max:
+        exact = build_pool_graph(pool_emb, k=args.k).neighbors
+        found = sum(
+            len(set(a) & set(b))
+            for a, b in zip(graph.neighbors.tolist(), exact.tolist(), strict=True)
+        )
+        print(f"recall of the approximate graph's neighbours: {found / exact.numel():.3f}")
     nearest = (test_emb @ pool_emb.T).argmax(1).numpy()  # cosine: both sides unit rows
     one_nn = (pool_y[nearest] == labels[is_test]).mean()
     print(f"1-NN test accuracy with all pool labels: {one_nn:.3f}")

@@ -14,7 +14,6 @@ apart, temperature 0.5. `LearnerSpec.options` may override any EmbeddingLearnerC
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from dataclasses import fields
@@ -41,6 +40,7 @@ from activelearn.core.learner import (
     LearnerSpec,
     PoolView,
 )
+from activelearn.core.row_set import row_set
 
 __all__ = ["EmbeddingFitLearner", "EmbeddingModel"]
 
@@ -165,9 +165,9 @@ def _labeled_losses(ensemble: EmbeddingEnsemble, x: Tensor, y: Tensor) -> list[f
 # One graph per embedding set, whatever the order of its rows: a round's pool is the same set
 # round after round (simulate's rounds and repeats; a worker's consecutive rounds, whose layout,
 # open rows first, changes as labels move), and building it dominates a round at 100k images.
-# The cache holds the graph over the rows in a canonical order (sorted by a fixed projection);
-# a pool in another order gets it with its nodes renumbered: a sort, not a kNN search. Keyed by
-# the canonical rows' bytes and k; one entry, so memory stays one graph.
+# The cache holds the graph over the rows in their canonical order (core.row_set); a pool in
+# another order gets it with its nodes renumbered: a sort, not a kNN search. Keyed by the set
+# and k; one entry, so memory stays one graph.
 _GRAPH_CACHE: dict[tuple[str, int], PoolGraph] = {}
 _GRAPH_LOCK = threading.Lock()
 
@@ -175,26 +175,16 @@ _GRAPH_LOCK = threading.Lock()
 def pool_graph(nodes: Tensor, k: int = DEFAULT_GRAPH_K) -> PoolGraph:
     """The kNN graph of these rows (any order), built once per embedding set and k."""
     unit = F.normalize(nodes, dim=1)
-    order = _canonical_order(unit)  # (N,): canonical node c is row order[c]
-    canonical = unit[order].contiguous()
-    digest = hashlib.blake2b(canonical.numpy().tobytes(), digest_size=16).hexdigest()
-    key = (f"{tuple(unit.shape)}:{digest}", k)
+    rows = row_set(unit)
+    key = (rows.key, k)
     with _GRAPH_LOCK:
         graph = _GRAPH_CACHE.get(key)
     if graph is None:
-        graph = build_pool_graph(canonical, k=k)
+        graph = build_pool_graph(rows.rows, k=k)
         with _GRAPH_LOCK:
             _GRAPH_CACHE.clear()
             _GRAPH_CACHE[key] = graph
-    return _renumbered(graph, order)
-
-
-def _canonical_order(unit: Tensor) -> Tensor:
-    """(N, D) rows -> (N,) permutation sorting them by a fixed random projection (rows that
-    tie are identical, so their order does not change the graph)."""
-    gen = torch.Generator().manual_seed(0)
-    direction = torch.randn(unit.shape[1], generator=gen, dtype=torch.float64)
-    return torch.sort(unit.double() @ direction, stable=True).indices
+    return _renumbered(graph, rows.order)
 
 
 def _renumbered(graph: PoolGraph, order: Tensor) -> PoolGraph:

@@ -8,7 +8,11 @@ import torch
 from activelearn.core.typicality import (
     SELECTORS,
     SelectionContext,
+    _nearest_center,
+    _squared_distances,
     auto_select,
+    cluster_count,
+    clusters,
     kmeans,
     typicality,
     typiclust_select,
@@ -92,3 +96,57 @@ def test_diverse_bald_takes_one_sample_per_cluster() -> None:
     picked = SELECTORS["diverse_bald"](context)
     assert picked.indices == [3, 35]
     assert "cluster of 30 images" in picked.reasons[0]
+
+
+def test_the_cluster_count_climbs_a_ladder_past_fifty() -> None:
+    assert [cluster_count(w, 10_000, 500) for w in (1, 20, 50)] == [1, 20, 50]
+    # rungs: 50, ceil(50 * 1.1) = 55, ceil(55 * 1.1) = 61, ceil(61 * 1.1) = 68
+    assert [cluster_count(w, 10_000, 500) for w in (51, 55, 56, 62, 68)] == [55, 55, 61, 68, 68]
+    assert cluster_count(400, 10_000, 300) == 300 and cluster_count(60, 40, 500) == 40
+
+
+def test_squared_distances_by_matmul_match_cdist() -> None:
+    points = torch.tensor([[0.0, 0.0], [3.0, 4.0], [1.0, 1.0]])
+    centers = torch.tensor([[0.0, 0.0], [3.0, 0.0]])
+    expected = torch.tensor([[0.0, 9.0], [25.0, 16.0], [2.0, 5.0]])  # by hand
+    norms = (points * points).sum(1)
+    torch.testing.assert_close(_squared_distances(points, norms, centers), expected)
+    torch.testing.assert_close(torch.cdist(points, centers) ** 2, expected)
+    assert _nearest_center(points, centers).tolist() == [0, 1, 0]
+
+
+def test_a_clustering_is_computed_once_per_set_whatever_the_rows_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from activelearn.core import typicality as module
+
+    calls: list[int] = []
+    real = module.kmeans
+
+    def counting(points: torch.Tensor, k: int, *, seed: int) -> torch.Tensor:
+        calls.append(k)
+        return real(points, k, seed=seed)
+
+    monkeypatch.setattr(module, "kmeans", counting)
+    points = _two_blobs() + 0.001 * torch.arange(40).unsqueeze(1)  # unlike other tests' rows
+    perm = torch.randperm(40, generator=torch.Generator().manual_seed(3))
+    first = clusters(points, 3, seed=0)
+    second = clusters(points[perm], 3, seed=0)
+    assert calls == [3]
+    assert torch.equal(second, first[perm])  # the same ids, following the rows
+    clusters(points, 4, seed=0)
+    clusters(points, 4, seed=1)
+    assert calls == [3, 4, 4]
+
+
+def test_typiclust_picks_the_same_rows_in_any_order() -> None:
+    points = _two_blobs()
+    perm = torch.randperm(40, generator=torch.Generator().manual_seed(4))
+    labeled = torch.zeros(40, dtype=torch.bool)
+    labeled[[0, 31]] = True
+    first = typiclust_select(SelectionContext(points, labeled, 3, 2, 0), min_cluster_size=1)
+    again = typiclust_select(
+        SelectionContext(points[perm], labeled[perm], 3, 2, 0), min_cluster_size=1
+    )
+    assert [int(perm[i]) for i in again.indices] == first.indices
+    assert again.reasons == first.reasons
