@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
+from db import jobs
 from db.models import ACTIVE_ROUND_STATUSES, Representation, Sample
 
 
@@ -83,22 +83,6 @@ def list_representations(session: Session, project_id: int) -> list[Representati
     )
 
 
-def request_cancel(session: Session, job_id: int, now: datetime) -> None:
-    """A queued job is cancelled at once; a running one when its worker next looks."""
-    session.execute(
-        update(Representation)
-        .where(Representation.id == job_id, Representation.status == "queued")
-        .values(
-            status="cancelled", phase="cancelled", finished_at=now, error="cancelled by request"
-        )
-    )
-    session.execute(
-        update(Representation)
-        .where(Representation.id == job_id, Representation.status == "running")
-        .values(cancel_requested=True)
-    )
-
-
 def queued_representations(session: Session) -> list[tuple[int, int]]:
     """(job id, project id) of every queued job, oldest first."""
     rows = session.execute(
@@ -112,122 +96,25 @@ def queued_representations(session: Session) -> list[tuple[int, int]]:
 def claim_representation(
     session: Session, *, worker: str, now: datetime, project_ids: Sequence[int] | None = None
 ) -> int | None:
-    """Mark the oldest queued job (of `project_ids`, when given) running for `worker`; its id.
-
-    One UPDATE whose WHERE re-checks status='queued', as for rounds: of two racing workers only
-    the first changes the row.
-    """
-    queued = select(Representation.id).where(Representation.status == "queued")
-    if project_ids is not None:
-        if not project_ids:
-            return None
-        queued = queued.where(Representation.project_id.in_(list(project_ids)))
-    oldest = queued.order_by(Representation.id).limit(1).scalar_subquery()
-    claimed = session.execute(
-        update(Representation)
-        .where(Representation.id == oldest, Representation.status == "queued")
-        .values(
-            status="running",
-            phase="starting",
-            worker=worker,
-            started_at=now,
-            heartbeat_at=now,
-            attempts=Representation.attempts + 1,
-        )
-        .returning(Representation.id)
-    ).scalar()
-    return int(claimed) if claimed is not None else None
-
-
-def heartbeat(
-    session: Session,
-    job_id: int,
-    *,
-    worker: str,
-    now: datetime,
-    phase: str | None = None,
-    progress: float | None = None,
-    detail: dict[str, Any] | None = None,
-) -> tuple[bool, bool]:
-    """Liveness (and progress) of a running job owned by `worker`: (still ours, cancel asked)."""
-    values: dict[str, Any] = {"heartbeat_at": now}
-    if phase is not None:
-        values["phase"] = phase
-    if progress is not None:
-        values["progress"] = progress
-    if detail is not None:
-        values["detail"] = detail
-    row = session.execute(
-        update(Representation)
-        .where(
-            Representation.id == job_id,
-            Representation.status == "running",
-            Representation.worker == worker,
-        )
-        .values(**values)
-        .returning(Representation.cancel_requested)
-    ).first()
-    if row is None:
-        return False, False
-    return True, bool(row[0])
-
-
-def set_running_fields(session: Session, job_id: int, *, worker: str, **values: Any) -> bool:
-    """Update columns of a running job this worker owns; False when it is no longer ours."""
-    result = session.execute(
-        update(Representation)
-        .where(
-            Representation.id == job_id,
-            Representation.status == "running",
-            Representation.worker == worker,
-        )
-        .values(**values)
+    """Mark the oldest queued job (of `project_ids`, when given) running for `worker` and count
+    the claim in `attempts`; its id (one UPDATE: of two racing workers one wins, see
+    db.jobs.claim)."""
+    if project_ids is not None and not project_ids:
+        return None
+    only = [Representation.project_id.in_(list(project_ids))] if project_ids is not None else []
+    attempts = Representation.attempts + 1
+    return jobs.claim(
+        session, Representation, worker=worker, now=now, where=only, attempts=attempts
     )
-    return bool(result.rowcount)
-
-
-def finish_representation(
-    session: Session,
-    job_id: int,
-    *,
-    worker: str | None,
-    status: str,
-    now: datetime,
-    error: str | None = None,
-    **values: Any,
-) -> bool:
-    """Move a running job to a final status (only if still running, and ours when given)."""
-    conditions = [Representation.id == job_id, Representation.status == "running"]
-    if worker is not None:
-        conditions.append(Representation.worker == worker)
-    result = session.execute(
-        update(Representation)
-        .where(*conditions)
-        .values(
-            status=status,
-            phase=status if status != "succeeded" else "done",
-            finished_at=now,
-            error=error,
-            **values,
-        )
-    )
-    return bool(result.rowcount)
 
 
 def stale_representations(
     session: Session, *, older_than: datetime, project_id: int | None = None
 ) -> list[tuple[int, int, int]]:
     """(job id, project id, attempts) of running jobs with no heartbeat since `older_than`."""
-    conditions = [
-        Representation.status == "running",
-        (Representation.heartbeat_at < older_than) | Representation.heartbeat_at.is_(None),
-    ]
-    if project_id is not None:
-        conditions.append(Representation.project_id == project_id)
-    rows = session.execute(
-        select(Representation.id, Representation.project_id, Representation.attempts).where(
-            *conditions
-        )
+    columns = (Representation.id, Representation.project_id, Representation.attempts)
+    rows = jobs.stale(
+        session, Representation, *columns, older_than=older_than, project_id=project_id
     )
     return [(int(i), int(p), int(a)) for i, p, a in rows]
 
@@ -237,12 +124,9 @@ def requeue_representation(
 ) -> bool:
     """Put a running job (of `worker`, when given) back in the queue: its worker died or was
     stopped. Its progress starts over."""
-    conditions = [Representation.id == job_id, Representation.status == "running"]
-    if worker is not None:
-        conditions.append(Representation.worker == worker)
     result = session.execute(
         update(Representation)
-        .where(*conditions)
+        .where(*jobs.running(Representation, job_id, worker))
         .values(
             status="queued",
             phase="queued",

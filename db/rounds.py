@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
+from db import jobs
 from db.models import (
     ACTIVE_ROUND_STATUSES,
     Round,
@@ -66,123 +67,23 @@ def get_round(session: Session, round_id: int) -> Round | None:
     return session.get(Round, round_id)
 
 
-def request_cancel(session: Session, round_id: int, now: datetime) -> None:
-    """A queued round is cancelled at once; a running one when its worker next looks."""
-    session.execute(
-        update(Round)
-        .where(Round.id == round_id, Round.status == "queued")
-        .values(
-            status="cancelled", phase="cancelled", finished_at=now, error="cancelled by request"
-        )
-    )
-    session.execute(
-        update(Round)
-        .where(Round.id == round_id, Round.status == "running")
-        .values(cancel_requested=True)
-    )
-
-
 # ---------------------------------------------------------------- the worker's side
+# Cancel, heartbeat, running fields and the stale listing are db.jobs's, with the model Round.
 
 
 def claim_next_round(
     session: Session, *, worker: str, now: datetime, round_id: int | None = None
 ) -> int | None:
     """Mark the oldest queued round (or round `round_id`, if queued) running for `worker`; its
-    id, or None when none is queued.
-
-    One UPDATE whose WHERE re-checks status='queued': two workers racing for the same row both
-    run the statement, but only the first changes it (SQLite serialises writers through BEGIN
-    IMMEDIATE; PostgreSQL re-evaluates the WHERE on the locked row), so the loser gets no row.
-    """
-    queued = select(Round.id).where(Round.status == "queued")
-    if round_id is not None:
-        queued = queued.where(Round.id == round_id)
-    oldest = queued.order_by(Round.id).limit(1).scalar_subquery()
-    claimed = session.execute(
-        update(Round)
-        .where(Round.id == oldest, Round.status == "queued")
-        .values(
-            status="running",
-            phase="starting",
-            worker=worker,
-            started_at=now,
-            heartbeat_at=now,
-        )
-        .returning(Round.id)
-    ).scalar()
-    return int(claimed) if claimed is not None else None
+    id, or None when none is queued (one UPDATE: of two racing workers one wins, see
+    db.jobs.claim)."""
+    only = [Round.id == round_id] if round_id is not None else []
+    return jobs.claim(session, Round, worker=worker, now=now, where=only)
 
 
-def heartbeat(
-    session: Session,
-    round_id: int,
-    *,
-    worker: str,
-    now: datetime,
-    phase: str | None = None,
-    progress: float | None = None,
-    detail: dict[str, Any] | None = None,
-) -> tuple[bool, bool]:
-    """Record liveness (and progress) of a running round owned by `worker`.
-
-    Returns (still_ours, cancel_requested). still_ours is False when the round was reaped or
-    finished elsewhere: the worker must then stop without writing anything more.
-    """
-    values: dict[str, Any] = {"heartbeat_at": now}
-    if phase is not None:
-        values["phase"] = phase
-    if progress is not None:
-        values["progress"] = progress
-    if detail is not None:
-        values["detail"] = detail
-    row = session.execute(
-        update(Round)
-        .where(Round.id == round_id, Round.status == "running", Round.worker == worker)
-        .values(**values)
-        .returning(Round.cancel_requested)
-    ).first()
-    if row is None:
-        return False, False
-    return True, bool(row[0])
-
-
-def set_running_fields(session: Session, round_id: int, *, worker: str, **values: Any) -> bool:
-    """Update columns of a running round this worker owns; False when it is no longer ours."""
-    result = session.execute(
-        update(Round)
-        .where(Round.id == round_id, Round.status == "running", Round.worker == worker)
-        .values(**values)
-    )
-    return bool(result.rowcount)
-
-
-def finish_round(
-    session: Session,
-    round_id: int,
-    *,
-    worker: str | None,
-    status: str,
-    now: datetime,
-    error: str | None = None,
-    **values: Any,
-) -> bool:
-    """Move a running round to a final status (only if still running, and ours when given)."""
-    conditions = [Round.id == round_id, Round.status == "running"]
-    if worker is not None:
-        conditions.append(Round.worker == worker)
-    result = session.execute(
-        update(Round)
-        .where(*conditions)
-        .values(
-            status=status,
-            phase=status if status != "succeeded" else "done",
-            finished_at=now,
-            error=error,
-            **values,
-        )
-    )
-    return bool(result.rowcount)
+def finish_round(session: Session, round_id: int, **fields: Any) -> bool:
+    """db.jobs.finish of a round (fields: worker, status, now, error and columns to set)."""
+    return jobs.finish(session, Round, round_id, **fields)
 
 
 def reap_stale_rounds(
@@ -195,7 +96,9 @@ def reap_stale_rounds(
 ) -> list[int]:
     """Fail every running round (of one project, when given) whose last heartbeat is older
     than `older_than`; their ids."""
-    stale = stale_round_ids(session, older_than=older_than, project_id=project_id)
+    stale = [
+        int(i) for (i,) in jobs.stale(session, Round, older_than=older_than, project_id=project_id)
+    ]
     if stale:
         session.execute(
             update(Round)
@@ -203,19 +106,6 @@ def reap_stale_rounds(
             .values(status="failed", phase="failed", finished_at=now, error=error)
         )
     return stale
-
-
-def stale_round_ids(
-    session: Session, *, older_than: datetime, project_id: int | None = None
-) -> list[int]:
-    """Running rounds (of one project, when given) with no heartbeat since `older_than`."""
-    conditions = [
-        Round.status == "running",
-        (Round.heartbeat_at < older_than) | Round.heartbeat_at.is_(None),
-    ]
-    if project_id is not None:
-        conditions.append(Round.project_id == project_id)
-    return [int(i) for i in session.scalars(select(Round.id).where(*conditions))]
 
 
 def has_queued_round(session: Session, round_id: int | None = None) -> bool:

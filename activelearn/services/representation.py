@@ -11,7 +11,7 @@ free of torch: the import path and the UI read embeddings with numpy only.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,8 +23,10 @@ from sqlalchemy.orm import Session
 from activelearn import paths
 from activelearn.clock import utcnow
 from activelearn.ingest.embeddings import EmbeddingsMissing, EmbeddingStore
+from activelearn.services.jobs import DEFAULT_HEARTBEAT_TIMEOUT_S, reap_stale
 from activelearn.services.settings import SSL_BACKBONE, ProjectSettings
 from activelearn.types import RepresentationInfo, RepresentationStatus
+from db import jobs as job_queries
 from db import queries
 from db import representations as rep_queries
 from db.engine import read_session, with_write_retry
@@ -34,7 +36,6 @@ if TYPE_CHECKING:
     from activelearn.services.project import Project
 
 log = logging.getLogger("activelearn.worker")
-DEFAULT_HEARTBEAT_TIMEOUT_S = 30.0  # as for rounds: a running job silent this long is reaped
 MAX_ATTEMPTS = 3  # a job whose worker died this many times fails instead of going back
 MIN_POOL_IMAGES = 2  # contrastive training needs two images to contrast
 
@@ -160,7 +161,7 @@ def cancel_representation(project: Project, job_id: int | None = None) -> Repres
                 row = None
         if row is None:
             return None
-        rep_queries.request_cancel(session, row.id, utcnow())
+        job_queries.request_cancel(session, Representation, row.id, utcnow())
         session.refresh(row)
         return representation_info(row)
 
@@ -181,25 +182,21 @@ def reap_stale_representations(
     fail them after MAX_ATTEMPTS claims) and remove the files they had half written; their ids.
     """
     timeout = DEFAULT_HEARTBEAT_TIMEOUT_S if timeout_s is None else timeout_s
-    with read_session(engine) as session:
-        older_than = utcnow() - timedelta(seconds=timeout)
-        if not rep_queries.stale_representations(
-            session, older_than=older_than, project_id=project_id
-        ):
-            return []
     message = f"worker stopped responding (no heartbeat for {timeout:g} s)"
 
-    def work(session: Session) -> list[tuple[int, int, int]]:
-        now = utcnow()
+    def requeue_or_fail(
+        session: Session, older_than: datetime, now: datetime
+    ) -> list[tuple[int, int, int]]:
         reaped = []
         for job_id, owner, attempt in rep_queries.stale_representations(
-            session, older_than=now - timedelta(seconds=timeout), project_id=project_id
+            session, older_than=older_than, project_id=project_id
         ):
             if attempt < MAX_ATTEMPTS:
                 rep_queries.requeue_representation(session, job_id, note=message)
             else:
-                rep_queries.finish_representation(
+                job_queries.finish(
                     session,
+                    Representation,
                     job_id,
                     worker=None,
                     status="failed",
@@ -209,7 +206,9 @@ def reap_stale_representations(
             reaped.append((job_id, owner, attempt))
         return reaped
 
-    reaped = with_write_retry(engine, work)
+    reaped = reap_stale(
+        engine, Representation, timeout_s=timeout, project_id=project_id, reap=requeue_or_fail
+    )
     for job_id, owner, attempt in reaped:
         log.warning("representation job %s: %s; re-queued or failed", job_id, message)
         if data_dir is not None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +40,13 @@ from activelearn.ingest.cache import TensorCache
 from activelearn.ingest.embeddings import EmbeddingStore
 from activelearn.services.cache_rebuild import load_pixels
 from activelearn.services.cold_start import store_typical_order
+from activelearn.services.jobs import (
+    HEARTBEAT_S,
+    JobMonitor,
+    finish_succeeded,
+    finish_unsuccessful,
+    one_line,
+)
 from activelearn.services.pipeline import needs_features
 from activelearn.services.representation import (
     maybe_request_representation,
@@ -50,13 +56,13 @@ from activelearn.services.representation import (
 )
 from activelearn.services.settings import SSL_BACKBONE, TORCHVISION_BACKBONE, ProjectSettings
 from activelearn.types import RoundStatus, SampleSplit
+from db import jobs as job_queries
 from db import queries
 from db import representations as rep_queries
 from db.engine import read_session, with_write_retry
 from db.models import Representation
 
 log = logging.getLogger("activelearn.worker")
-HEARTBEAT_S = 1.0
 FEATURE_CHUNK = 4096  # images embedded at once
 SEED = 0  # one encoder per pool; a new job on the same pool reproduces it (same device/threads)
 # Shares of the job's progress bar: loading, then training, then embedding and saving.
@@ -187,84 +193,26 @@ def _cpu(device: str) -> str:
 # ---------------------------------------------------------------- heartbeat
 
 
-class JobMonitor:
-    """Heartbeat thread of a running job: writes the latest phase/progress/detail every
-    `interval` seconds and picks up cancel requests; the training thread's hooks raise
-    JobCancelled or JobLost once it has seen either."""
+class RepresentationMonitor(JobMonitor):
+    """Heartbeat thread of a running representation job (see JobMonitor); the training
+    thread's hooks raise JobCancelled or JobLost once it has seen either."""
+
+    model = Representation
+    noun = "representation job"
+    cancelled_error = JobCancelled
+    lost_error = JobLost
+    thread_prefix = "ssl-heartbeat"
 
     def __init__(self, engine: Engine, job_id: int, *, worker: str, interval: float) -> None:
-        self.engine = engine
-        self.job_id = job_id
-        self.worker = worker
-        self.interval = interval
-        self._lock = threading.Lock()
-        self._phase = "loading"
-        self._progress = 0.0
-        self._detail: dict[str, Any] = {}
-        self._dirty = True
-        self.cancelled = threading.Event()
-        self.lost = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"ssl-heartbeat-{job_id}")
-        self._thread.daemon = True
-
-    def start(self) -> JobMonitor:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
+        super().__init__(engine, job_id, worker=worker, interval=interval)
+        self._phase, self._progress, self._dirty = "loading", 0.0, True
 
     def update(self, phase: str, progress: float, **detail: Any) -> None:
         self.check()
         with self._lock:
             self._phase, self._progress = phase, progress
-            self._detail.update(detail)
+            self._detail.update(detail)  # a job's detail accumulates over its phases
             self._dirty = True
-
-    def detail(self) -> dict[str, Any]:
-        with self._lock:
-            return dict(self._detail)
-
-    def check(self) -> None:
-        if self.lost.is_set():
-            raise JobLost(f"representation job {self.job_id} is no longer held by this worker")
-        if self.cancelled.is_set():
-            raise JobCancelled(f"representation job {self.job_id} was cancelled")
-
-    def should_stop(self) -> bool:
-        """train_encoder's hook, checked before every step."""
-        return self.lost.is_set() or self.cancelled.is_set()
-
-    def beat(self) -> None:
-        with self._lock:
-            dirty = self._dirty
-            phase, progress, detail = self._phase, round(self._progress, 4), dict(self._detail)
-            self._dirty = False
-        ours, cancel = with_write_retry(
-            self.engine,
-            lambda s: rep_queries.heartbeat(
-                s,
-                self.job_id,
-                worker=self.worker,
-                now=utcnow(),
-                phase=phase if dirty else None,
-                progress=progress if dirty else None,
-                detail=detail if dirty else None,
-            ),
-        )
-        if not ours:
-            self.lost.set()
-        if cancel:
-            self.cancelled.set()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.beat()
-            except Exception:  # retried next interval; the reaper allows 30 s of silence
-                log.exception("heartbeat of representation job %s failed", self.job_id)
 
 
 # ---------------------------------------------------------------- the job
@@ -294,11 +242,6 @@ def _snapshot(engine: Engine, job_id: int) -> _Snapshot:
         )
 
 
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return (f"{type(error).__name__}: {text}" if text else type(error).__name__)[:500]
-
-
 def _version(features: np.ndarray, settings: ProjectSettings, job_id: int, attempt: int) -> str:
     """{prefix}{hash}: names what made the vectors (the backbone and the vectors themselves)."""
     digest = hashlib.sha256(settings.backbone.encode())
@@ -312,7 +255,7 @@ def run_representation(
     """Run a job this worker has claimed; returns its final status ("lost" when it stopped
     being ours). Never raises for a failing job: the row says why, the traceback goes to the
     log and its files are removed. KeyboardInterrupt / SystemExit mark it, then propagate."""
-    monitor = JobMonitor(engine, job_id, worker=worker, interval=HEARTBEAT_S).start()
+    monitor = RepresentationMonitor(engine, job_id, worker=worker, interval=HEARTBEAT_S).start()
     project_id: int | None = None
     attempt: int | None = None
     try:
@@ -332,7 +275,7 @@ def run_representation(
         monitor.stop()
         if monitor.lost.is_set():
             return _lost(job_id, data_dir, project_id, attempt)
-        reason = "cancelled by request" if monitor.cancelled.is_set() else _one_line(error)
+        reason = "cancelled by request" if monitor.cancelled.is_set() else one_line(error)
         _finish_unsuccessful(engine, job_id, worker, RoundStatus.CANCELLED, reason)
         _remove(data_dir, project_id, job_id, attempt)
         return RoundStatus.CANCELLED
@@ -356,7 +299,7 @@ def run_representation(
     except BaseException as error:
         monitor.stop()
         log.exception("representation job %s failed", job_id)
-        _finish_unsuccessful(engine, job_id, worker, RoundStatus.FAILED, _one_line(error))
+        _finish_unsuccessful(engine, job_id, worker, RoundStatus.FAILED, one_line(error))
         _remove(data_dir, project_id, job_id, attempt)
         if not isinstance(error, Exception):
             raise
@@ -369,7 +312,7 @@ def _run(
     engine: Engine,
     job_id: int,
     snap: _Snapshot,
-    monitor: JobMonitor,
+    monitor: RepresentationMonitor,
     *,
     data_dir: Path,
     worker: str,
@@ -395,8 +338,8 @@ def _run(
     monitor.update("fitting", LOADING_SHARE, n_images=n_pool, n_samples=len(pool), epochs=epochs)
     with_write_retry(
         engine,
-        lambda s: rep_queries.set_running_fields(
-            s, job_id, worker=worker, n_images=n_pool, detail=monitor.detail()
+        lambda s: job_queries.set_running_fields(
+            s, Representation, job_id, worker=worker, n_images=n_pool, detail=monitor.detail()
         ),
     )
 
@@ -447,27 +390,18 @@ def _run(
     }
 
     def flip(session: Any) -> str:
-        row = session.get(Representation, job_id)
-        if row is None or row.status != RoundStatus.RUNNING or row.worker != worker:
-            return "lost"
-        if row.cancel_requested:
-            return RoundStatus.CANCELLED
-        rep_queries.finish_representation(
+        return finish_succeeded(
             session,
+            Representation,
             job_id,
             worker=worker,
-            status=RoundStatus.SUCCEEDED,
-            now=utcnow(),
-            progress=1.0,
             detail=detail,
             version=version,
             path=str(target.resolve()),
             n_images=n_pool,
             n_embedded=len(ids),
             device=_cpu(device) if settings.backbone != "hog" else "cpu",
-            heartbeat_at=utcnow(),
         )
-        return RoundStatus.SUCCEEDED
 
     outcome = with_write_retry(engine, flip)
     if outcome == RoundStatus.SUCCEEDED:
@@ -517,13 +451,13 @@ def _requeue(engine: Engine, job_id: int, worker: str, why: str) -> None:
 
 
 def _finish_unsuccessful(engine: Engine, job_id: int, worker: str, status: str, error: str) -> None:
-    try:
-        with_write_retry(
-            engine,
-            lambda s: rep_queries.finish_representation(
-                s, job_id, worker=worker, status=status, now=utcnow(), error=error
-            ),
-        )
-    except Exception:
-        log.exception("could not mark representation job %s %s", job_id, status)
+    finish_unsuccessful(
+        engine,
+        Representation,
+        job_id,
+        noun="representation job",
+        worker=worker,
+        status=status,
+        error=error,
+    )
     log.info("representation job %s %s: %s", job_id, status, error)

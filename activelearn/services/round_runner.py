@@ -11,7 +11,6 @@ ranking at once. Finally the dashboard's pool summary of the round is stored.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,13 @@ from activelearn.paths import checkpoint_dir, embeddings_dir, project_cache_dir
 from activelearn.services.cache_rebuild import load_pixels
 from activelearn.services.dashboard.pool import store_pool_summary
 from activelearn.services.honesty import round_honesty
+from activelearn.services.jobs import (
+    HEARTBEAT_S,
+    JobMonitor,
+    finish_succeeded,
+    finish_unsuccessful,
+    one_line,
+)
 from activelearn.services.pipeline import (
     SAVING_SHARE,
     RoundFailed,
@@ -41,13 +47,13 @@ from activelearn.services.round_storage import store_metrics, store_scores
 from activelearn.services.rounds import check_enough_labels, discard_outputs, prune_old_rounds
 from activelearn.services.settings import ProjectSettings
 from activelearn.types import RoundStatus, SampleSplit
+from db import jobs as job_queries
 from db import queries
 from db import rounds as round_queries
 from db.engine import read_session, with_write_retry
 from db.models import Round
 
 log = logging.getLogger("activelearn.worker")
-HEARTBEAT_S = 1.0  # progress and liveness writes; the reaper allows 30 s of silence
 
 
 class RoundCancelled(Exception):
@@ -73,34 +79,19 @@ def claim_round(engine: Engine, *, worker: str, round_id: int | None = None) -> 
 # ---------------------------------------------------------------- the worker's round
 
 
-class RoundMonitor:
-    """Heartbeat thread of a running round: writes the latest progress and the heartbeat every
-    `interval` seconds (so the UI sees progress at least every 2 s even inside a long epoch),
-    and picks up cancel requests. The training thread calls `update`, which raises
-    RoundCancelled or RoundLost once the monitor has seen either.
-    """
+class RoundMonitor(JobMonitor):
+    """Heartbeat thread of a running round (see JobMonitor). The training thread calls
+    `update` with the pipeline's progress, which raises RoundCancelled or RoundLost once the
+    monitor has seen either; `set_extra` adds fields of the worker's own to every detail."""
+
+    model = Round
+    noun = "round"
+    cancelled_error = RoundCancelled
+    lost_error = RoundLost
 
     def __init__(self, engine: Engine, round_id: int, *, worker: str, interval: float) -> None:
-        self.engine = engine
-        self.round_id = round_id
-        self.worker = worker
-        self.interval = interval
-        self._lock = threading.Lock()
-        self._state: RoundProgress | None = None
-        self._dirty = False
+        super().__init__(engine, round_id, worker=worker, interval=interval)
         self._extra: dict[str, Any] = {}
-        self.cancelled = threading.Event()
-        self.lost = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{round_id}", daemon=True)
-
-    def start(self) -> RoundMonitor:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
 
     def set_extra(self, **values: Any) -> None:
         """Fields merged into every detail written (watermark, n_labels, timings, ...)."""
@@ -108,62 +99,19 @@ class RoundMonitor:
             self._extra.update(values)
             self._dirty = True
 
-    def detail(self) -> dict[str, Any]:
-        with self._lock:
-            base = dict(self._state.detail) if self._state is not None else {}
-            return {**base, **self._extra}
-
     def update(self, state: RoundProgress) -> None:
         self.check()
         with self._lock:
-            self._state = state
+            # The pipeline's detail replaces the previous one (it says where the round is now).
+            self._phase, self._progress, self._detail = state.phase, state.progress, state.detail
             self._dirty = True
 
-    def check(self) -> None:
-        if self.lost.is_set():
-            raise RoundLost(f"round {self.round_id} is no longer held by this worker")
-        if self.cancelled.is_set():
-            raise RoundCancelled(f"round {self.round_id} was cancelled")
-
-    def beat(self) -> None:
-        """One heartbeat write (also called directly by the worker between phases)."""
-
-        with self._lock:
-            state, dirty = self._state, self._dirty
-            detail = {**(state.detail if state else {}), **self._extra} if dirty else None
-            self._dirty = False
-
-        def work(session: Any) -> tuple[bool, bool]:
-            return round_queries.heartbeat(
-                session,
-                self.round_id,
-                worker=self.worker,
-                now=utcnow(),
-                phase=state.phase if dirty and state else None,
-                progress=round(state.progress, 4) if dirty and state else None,
-                detail=detail,
-            )
-
-        ours, cancel = with_write_retry(self.engine, work)
-        if not ours:
-            self.lost.set()
-        if cancel:
-            self.cancelled.set()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.beat()
-            except Exception:  # a missed beat is retried next interval; the reaper allows 30 s
-                log.exception("heartbeat of round %s failed", self.round_id)
+    def _written_detail(self) -> dict[str, Any]:
+        return {**self._detail, **self._extra}
 
 
 def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    message = f"{type(error).__name__}: {text}" if text else type(error).__name__
-    if isinstance(error, RoundFailed):
-        message = text
-    return message[:500]
+    return one_line(error, plain=(RoundFailed,))  # RoundFailed says what to do: no type name
 
 
 @dataclass(frozen=True)
@@ -356,8 +304,9 @@ def _run_round(
         )
         with_write_retry(
             engine,
-            lambda s: round_queries.set_running_fields(
+            lambda s: job_queries.set_running_fields(
                 s,
+                Round,
                 round_id,
                 worker=worker,
                 n_labels=len(train_rows),
@@ -435,8 +384,8 @@ def _run_round(
         timings["honesty"] = time.perf_counter() - honesty_started
         with_write_retry(
             engine,
-            lambda s: round_queries.set_running_fields(
-                s, round_id, worker=worker, device=result.device
+            lambda s: job_queries.set_running_fields(
+                s, Round, round_id, worker=worker, device=result.device
             ),
         )
 
@@ -457,26 +406,15 @@ def _run_round(
         }
 
         def flip(session: Any) -> str:
-
-            row = session.get(Round, round_id)
-            if row is None or row.status != RoundStatus.RUNNING or row.worker != worker:
-                return "lost"
-            if row.cancel_requested:
-                return (
-                    RoundStatus.CANCELLED
-                )  # the RoundCancelled handler below marks it and cleans up
-            round_queries.finish_round(
+            # "cancelled": the RoundCancelled handler below marks it and cleans up
+            return finish_succeeded(
                 session,
+                Round,
                 round_id,
                 worker=worker,
-                status=RoundStatus.SUCCEEDED,
-                now=utcnow(),
-                progress=1.0,
                 detail=detail,
                 checkpoint=str(checkpoint.resolve()),
-                heartbeat_at=utcnow(),
             )
-            return RoundStatus.SUCCEEDED
 
         outcome = with_write_retry(engine, flip)
         if outcome == RoundStatus.SUCCEEDED:
@@ -519,16 +457,9 @@ def _run_round(
 def _finish_unsuccessful(
     engine: Engine, round_id: int, worker: str, status: str, error: str
 ) -> None:
-
-    try:
-        with_write_retry(
-            engine,
-            lambda s: round_queries.finish_round(
-                s, round_id, worker=worker, status=status, now=utcnow(), error=error
-            ),
-        )
-    except Exception:
-        log.exception("could not mark round %s %s", round_id, status)
+    finish_unsuccessful(
+        engine, Round, round_id, noun="round", worker=worker, status=status, error=error
+    )
 
 
 def _cleanup(engine: Engine, round_id: int, data_dir: Path) -> None:

@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,8 +24,10 @@ from activelearn import paths
 from activelearn.clock import utcnow
 from activelearn.core.learners import load_fitted
 from activelearn.errors import ActivelearnError, NotEnoughLabels
+from activelearn.services.jobs import DEFAULT_HEARTBEAT_TIMEOUT_S, reap_stale
 from activelearn.services.settings import ProjectSettings
 from activelearn.types import RoundInfo, RoundStatus
+from db import jobs as job_queries
 from db import queries
 from db import rounds as round_queries
 from db.engine import read_session, with_write_retry
@@ -40,9 +42,6 @@ log = logging.getLogger("activelearn.worker")
 def worker_name() -> str:
     """This process as a worker: host:pid (a round's `worker` column names its holder)."""
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-DEFAULT_HEARTBEAT_TIMEOUT_S = 30.0  # a running round silent this long is failed
 
 
 def stale_message(timeout_s: float) -> str:
@@ -133,23 +132,17 @@ def reap_stale_rounds(
     What they wrote (scores, metrics, a half-saved checkpoint under data_dir) is removed.
     """
     timeout = DEFAULT_HEARTBEAT_TIMEOUT_S if timeout_s is None else timeout_s
-    with read_session(engine) as session:
-        # A read first: the write lock (which annotators' labels queue for) only when needed.
-        older_than = utcnow() - timedelta(seconds=timeout)
-        if not round_queries.stale_round_ids(session, older_than=older_than, project_id=project_id):
-            return []
 
-    def work(session: Session) -> list[int]:
-        now = utcnow()
+    def fail(session: Session, older_than: datetime, now: datetime) -> list[int]:
         return round_queries.reap_stale_rounds(
             session,
-            older_than=now - timedelta(seconds=timeout),
+            older_than=older_than,
             now=now,
             error=stale_message(timeout),
             project_id=project_id,
         )
 
-    reaped = with_write_retry(engine, work)
+    reaped = reap_stale(engine, Round, timeout_s=timeout, project_id=project_id, reap=fail)
     for round_id in reaped:
         log.warning("round %s failed: %s", round_id, stale_message(timeout))
     discard_outputs(engine, reaped, data_dir=data_dir)
@@ -207,7 +200,7 @@ def cancel_round(project: Project, round_id: int | None = None) -> RoundInfo | N
                 row = None
         if row is None:
             return None
-        round_queries.request_cancel(session, row.id, utcnow())
+        job_queries.request_cancel(session, Round, row.id, utcnow())
         session.refresh(row)
         return round_info(row)
 
