@@ -1,11 +1,13 @@
-"""What the two kinds of background job share on the worker's side: training rounds
-(services.round_runner) and representation jobs (services.representation_runner).
+"""What the two kinds of background job share: training rounds (services.rounds,
+services.round_runner) and representation jobs (services.representation,
+services.representation_runner).
 
-A claimed job is heartbeated by a JobMonitor thread (liveness, the latest progress, cancel
-requests), flipped to succeeded in one transaction (`finish_succeeded`), or marked cancelled or
-failed with a one-line reason (`finish_unsuccessful`, `one_line`). A job whose worker stopped
-heartbeating is found by `reap_stale`; what then becomes of it is the kind's own choice (a round
-fails, a representation job goes back in the queue up to three claims).
+A job is cancelled by `cancel`. A claimed job is heartbeated by a JobMonitor thread (liveness,
+the latest progress, cancel requests), flipped to succeeded in one transaction
+(`finish_succeeded`), or marked cancelled or failed with a one-line reason
+(`finish_unsuccessful`, `one_line`). A job whose worker stopped heartbeating is found by
+`reap_stale`; what then becomes of it is the kind's own choice (a round fails, a representation
+job goes back in the queue up to three claims).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ log = logging.getLogger("activelearn.worker")
 HEARTBEAT_S = 1.0  # progress and liveness writes; the reaper allows 30 s of silence
 DEFAULT_HEARTBEAT_TIMEOUT_S = 30.0  # a running job silent this long is reaped
 T = TypeVar("T")
+Info = TypeVar("Info")  # what a caller makes of a job's row
 
 
 class JobMonitor:
@@ -132,6 +135,35 @@ def one_line(error: BaseException, *, plain: tuple[type[BaseException], ...] = (
     if isinstance(error, plain):
         message = text
     return message[:500]
+
+
+def cancel(
+    engine: Engine,
+    model: JobModel,
+    project_id: int,
+    job_id: int | None,
+    *,
+    active: Callable[[Session, int], Any],
+    info: Callable[[Any], Info],
+) -> Info | None:
+    """Cancel the project's active job (`active` finds it) or job `job_id` when it is the
+    project's: a queued one at once, a running one when its worker next looks. The job after
+    (`info` of its row, read in the same transaction), or None when there is none."""
+
+    def work(session: Session) -> Info | None:
+        if job_id is None:
+            row = active(session, project_id)
+        else:
+            row = session.get(model, job_id)
+            if row is not None and row.project_id != project_id:
+                row = None
+        if row is None:
+            return None
+        job_queries.request_cancel(session, model, row.id, utcnow())
+        session.refresh(row)
+        return info(row)
+
+    return with_write_retry(engine, work)
 
 
 def finish_succeeded(

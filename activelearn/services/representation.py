@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from activelearn import paths
 from activelearn.clock import utcnow
 from activelearn.ingest.embeddings import EmbeddingsMissing, EmbeddingStore
-from activelearn.services.jobs import DEFAULT_HEARTBEAT_TIMEOUT_S, reap_stale
+from activelearn.services.jobs import DEFAULT_HEARTBEAT_TIMEOUT_S, cancel, reap_stale
 from activelearn.services.settings import SSL_BACKBONE, ProjectSettings
 from activelearn.types import RepresentationInfo, RepresentationStatus
 from db import jobs as job_queries
@@ -152,20 +152,14 @@ def cancel_representation(project: Project, job_id: int | None = None) -> Repres
     """Cancel the project's active job (or job `job_id`): a queued one at once, a running one
     when its worker next looks (within a training step)."""
 
-    def work(session: Session) -> RepresentationInfo | None:
-        if job_id is None:
-            row = rep_queries.active_representation(session, project.id)
-        else:
-            row = rep_queries.get_representation(session, job_id)
-            if row is not None and row.project_id != project.id:
-                row = None
-        if row is None:
-            return None
-        job_queries.request_cancel(session, Representation, row.id, utcnow())
-        session.refresh(row)
-        return representation_info(row)
-
-    return with_write_retry(project.engine, work)
+    return cancel(
+        project.engine,
+        Representation,
+        project.id,
+        job_id,
+        active=rep_queries.active_representation,
+        info=representation_info,
+    )
 
 
 # ---------------------------------------------------------------- dead workers

@@ -24,10 +24,9 @@ from activelearn import paths
 from activelearn.clock import utcnow
 from activelearn.core.learners import load_fitted
 from activelearn.errors import ActivelearnError, NotEnoughLabels
-from activelearn.services.jobs import DEFAULT_HEARTBEAT_TIMEOUT_S, reap_stale
+from activelearn.services.jobs import DEFAULT_HEARTBEAT_TIMEOUT_S, cancel, reap_stale
 from activelearn.services.settings import ProjectSettings
 from activelearn.types import RoundInfo, RoundStatus
-from db import jobs as job_queries
 from db import queries
 from db import rounds as round_queries
 from db.engine import read_session, with_write_retry
@@ -190,21 +189,14 @@ def prune_old_rounds(
 
 
 def cancel_round(project: Project, round_id: int | None = None) -> RoundInfo | None:
-
-    def work(session: Session) -> RoundInfo | None:
-        if round_id is None:
-            row = round_queries.active_round(session, project.id)
-        else:
-            row = round_queries.get_round(session, round_id)
-            if row is not None and row.project_id != project.id:
-                row = None
-        if row is None:
-            return None
-        job_queries.request_cancel(session, Round, row.id, utcnow())
-        session.refresh(row)
-        return round_info(row)
-
-    return with_write_retry(project.engine, work)
+    return cancel(
+        project.engine,
+        Round,
+        project.id,
+        round_id,
+        active=round_queries.active_round,
+        info=round_info,
+    )
 
 
 def list_rounds(project: Project) -> list[RoundInfo]:
