@@ -32,11 +32,7 @@ def request_cancel(session: Session, model: JobModel, job_id: int, now: datetime
             status="cancelled", phase="cancelled", finished_at=now, error="cancelled by request"
         )
     )
-    session.execute(
-        update(model)
-        .where(model.id == job_id, model.status == "running")
-        .values(cancel_requested=True)
-    )
+    session.execute(update(model).where(*running(model, job_id)).values(cancel_requested=True))
 
 
 def claim(

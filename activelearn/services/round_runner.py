@@ -458,7 +458,7 @@ def _finish_unsuccessful(
     engine: Engine, round_id: int, worker: str, status: str, error: str
 ) -> None:
     finish_unsuccessful(
-        engine, Round, round_id, noun="round", worker=worker, status=status, error=error
+        engine, Round, round_id, noun=RoundMonitor.noun, worker=worker, status=status, error=error
     )
 
 
