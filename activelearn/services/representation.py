@@ -69,13 +69,24 @@ def version_prefix(job_id: int, attempt: int) -> str:
 # ---------------------------------------------------------------- requests
 
 
+def _features(settings: ProjectSettings) -> tuple[str, str, int]:
+    """What a representation's features depend on among the settings."""
+    epochs = settings.ssl_epochs if settings.backbone == SSL_BACKBONE else 0
+    return settings.backbone, settings.backbone_weights, epochs
+
+
 def features_changed(old: ProjectSettings, new: ProjectSettings) -> bool:
     """Whether embeddings computed under `old` are not what `new` asks for."""
+    return _features(old) != _features(new)
 
-    def features(s: ProjectSettings) -> tuple[str, str, int]:
-        return s.backbone, s.backbone_weights, s.ssl_epochs if s.backbone == SSL_BACKBONE else 0
 
-    return features(old) != features(new)
+def _made_with_other_features(detail: dict, settings: ProjectSettings) -> bool:
+    """A job's recorded backbone, weights and epochs differ from the settings' (jobs from
+    before they were recorded count as matching)."""
+    if "backbone" not in detail:
+        return False
+    made = (detail["backbone"], detail.get("backbone_weights", ""), int(detail.get("epochs", 0)))
+    return made != _features(settings)
 
 
 def request_representation(
@@ -127,11 +138,15 @@ def maybe_request_representation(
         row = queries.get_project_by_id(session, project_id)
         if row is None or rep_queries.active_representation(session, project_id) is not None:
             return None
-        regrow = ProjectSettings.from_json(row.settings).representation_regrow
+        settings = ProjectSettings.from_json(row.settings)
+        regrow = settings.representation_regrow
         pool = rep_queries.count_pool_samples(session, project_id)
         served = rep_queries.succeeded_representations(session, project_id)
     if pool < MIN_POOL_IMAGES:
         return None
+    if served and _made_with_other_features(served[0].detail or {}, settings):
+        # the features were changed while this job ran on the old ones
+        return _request(engine, project_id, requested_by="settings")
     if served:
         trained_on = served[0].n_images
         if regrow <= 0 or pool - trained_on < regrow * max(trained_on, 1):

@@ -377,6 +377,7 @@ def _run(
         **monitor.detail(),
         "train_seconds": round(train_seconds, 2),
         "backbone": settings.backbone,
+        "backbone_weights": settings.backbone_weights,
         **(
             {"augment": representation_config(settings).augment.to_json()}
             if settings.backbone == SSL_BACKBONE

@@ -3,6 +3,7 @@ embed every sample once, atomic switch, regrow, cancel, stale reaping, worker or
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -16,7 +17,11 @@ from activelearn.ingest.cache import TensorCache
 from activelearn.ingest.embeddings import EmbeddingStore
 from activelearn.paths import embeddings_dir, encoder_file, project_cache_dir
 from activelearn.services import representation_runner as runner
-from activelearn.services.representation import MAX_ATTEMPTS, reap_stale_representations
+from activelearn.services.representation import (
+    MAX_ATTEMPTS,
+    maybe_request_representation,
+    reap_stale_representations,
+)
 from activelearn.services.representation_runner import (
     claim_representation,
     compute_features,
@@ -176,6 +181,25 @@ def test_new_features_in_the_settings_queue_a_job_other_settings_do_not(
     assert current.id == queued.id and current.detail["backbone"] == "ssl"
     project.update_settings(ssl_epochs=1)  # the ssl encoder's epochs are its features
     assert project.representation_status().latest.status == "queued"
+
+
+def test_features_changed_while_a_job_ran_queue_the_next_one_when_it_ends(
+    sqlite_workspace: Workspace, tmp_path: Path
+):
+    ws = sqlite_workspace
+    project = make_project(ws, tmp_path / "images", settings=FAST, n_test=0)
+    assert run_queued(ws) == "succeeded"  # fitted with hog
+    # The settings change landed while a job was running (so it queued nothing itself).
+    new = project.settings.updated(backbone="ssl")
+    with ws.engine.begin() as connection:
+        connection.exec_driver_sql(
+            "UPDATE projects SET settings = ? WHERE id = ?",
+            (json.dumps(new.to_json()), project.id),
+        )
+    queued = maybe_request_representation(ws.engine, project.id)
+    assert queued is not None and queued.status == "queued"
+    assert run_queued(ws) == "succeeded"
+    assert maybe_request_representation(ws.engine, project.id) is None  # now they match
 
 
 def test_cancel_a_queued_and_a_running_job(sqlite_workspace: Workspace, tmp_path: Path):
