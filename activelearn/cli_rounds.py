@@ -110,6 +110,16 @@ def register(subparsers: Any, add_common: Callable[..., None]) -> None:
     sim.set_defaults(handler=cmd_simulate)
 
 
+def _niceness(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value <= 19:
+        raise argparse.ArgumentTypeError(f"{value} is not between 0 and 19")
+    return value
+
+
 def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--db",
@@ -140,6 +150,13 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--threads", type=int, default=None, help="CPU threads for training (default: cores - 1)"
+    )
+    parser.add_argument(
+        "--nice",
+        type=_niceness,
+        default=0,
+        help="lower the worker's CPU priority by this much (0-19; the app starts its own at 10 "
+        "so that labeling stays responsive while rounds train)",
     )
 
 

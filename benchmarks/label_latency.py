@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import random
+import signal
 import statistics
 import sys
 import tempfile
@@ -37,7 +39,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from activelearn import Workspace  # noqa: E402
+from activelearn import Workspace, paths  # noqa: E402
 from tests.browser import (  # noqa: E402
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -110,6 +112,23 @@ def measure(url: str, presses: int, warmup: int) -> list[float]:
     return timings
 
 
+def stop_worker(data_dir: Path) -> None:
+    """The app's background worker outlives the server: stop it before its folder goes."""
+    pid_path = paths.pid_file(data_dir)
+    try:
+        pid = int(pid_path.read_text().split()[0])
+        os.kill(pid, signal.SIGTERM)
+    except (OSError, ValueError, IndexError):
+        return
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return
+        time.sleep(0.2)
+
+
 def report(name: str, timings: list[float]) -> None:
     ordered = sorted(timings)
     p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
@@ -144,6 +163,7 @@ def main() -> int:
         finally:
             server.terminate()
             server.wait(timeout=20)
+            stop_worker(data / "data")
         print("| pool | presses | median ms | p95 ms | max ms |")
         print("|---|---|---|---|---|")
         label = "demo (4,000 pool)" if args.pool == 0 else f"{args.pool:,} pool ({project})"

@@ -17,7 +17,7 @@ from activelearn.services.pipeline import SAVING_SHARE, PoolScoreTable, RoundPro
 from db import rounds as round_queries
 from db.engine import with_write_retry
 
-SCORE_CHUNK_ROWS = 2_000  # sample_scores rows per write transaction: each commit takes milliseconds
+SCORE_CHUNK_ROWS = 500  # sample_scores rows per write transaction: a label waits for one at most
 
 
 def store_metrics(

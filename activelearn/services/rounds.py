@@ -165,7 +165,7 @@ def discard_outputs(engine: Engine, round_ids: list[int], *, data_dir: Path | No
 # distributions over rounds stay whole. Three: the newest is served, its predecessor feeds the
 # newest's stability and summary, and one more covers a round finishing meanwhile.
 KEPT_ROUND_OUTPUTS = 3
-PRUNE_CHUNK_ROWS = 5_000  # score rows deleted per write transaction: labels interleave
+PRUNE_CHUNK_ROWS = 1_000  # score rows deleted per write transaction: labels interleave
 
 
 def prune_old_rounds(
@@ -218,6 +218,7 @@ def last_round(project: Project) -> RoundInfo | None:
 
 
 MIN_CLASSES_FOR_ROUND = 2
+APP_WORKER_NICENESS = 10  # the worker the app starts runs at this nice value (0 = the app's)
 # After a failed round the next automatic one waits for at least this many new labels: with
 # retrain_every 1 a round that keeps failing (a missing file, a bad setting) would otherwise be
 # retried, and fail again, after every label.
@@ -321,6 +322,9 @@ def ensure_worker(workspace: Workspace, *, idle_exit_s: float | None = 900.0) ->
         ]
         if idle_exit_s is not None:
             command += ["--idle-exit", str(idle_exit_s)]
+        # Below the app's priority: on a small machine the annotator's next image must not wait
+        # for the CPU behind a round (benchmarks/README.md, label latency).
+        command += ["--nice", str(APP_WORKER_NICENESS)]
         root = Path(__file__).resolve().parents[2]  # so `-m activelearn.worker` resolves
         env = {
             **os.environ,

@@ -219,6 +219,8 @@ def run_from_args(args: argparse.Namespace) -> int:
     )
     check_database_exists(url, given=bool(args.db))  # before the pid file: nothing left behind
     signal.signal(signal.SIGTERM, _raise_exit)
+    if getattr(args, "nice", 0):
+        os.nice(int(args.nice))
     set_threads(args.threads)
     pid_file = write_pid_file(data_dir)
     try:

@@ -173,6 +173,13 @@ def test_ensure_worker_starts_one_background_worker(sqlite_workspace: Workspace,
     queued = project.request_round()
     assert rounds.ensure_worker(ws, idle_exit_s=1.0) is True
     assert rounds.ensure_worker(ws, idle_exit_s=1.0) is False  # one is alive already
+    # It runs below the app's CPU priority, so that labeling stays responsive.
+    pid_file = ws.data_dir / "worker.pid"
+    wait_for(pid_file.exists, timeout=60)
+    pid = int(pid_file.read_text().split()[0])
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    wanted = min(19, mine + rounds.APP_WORKER_NICENESS)  # 19 is the lowest priority
+    wait_for(lambda: os.getpriority(os.PRIO_PROCESS, pid) == wanted)
     done = rounds.wait_for_round(project, queued.id, timeout_s=120, poll_s=0.2)
     assert done.status == "succeeded", done.error
     wait_for(lambda: not rounds.worker_alive(ws), timeout=60)
