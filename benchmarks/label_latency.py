@@ -160,6 +160,10 @@ def main() -> int:
         server, url = start_app(f"sqlite:///{data / 'al.db'}", data / "data", timeout_s=60)
         try:
             timings = measure(url, args.presses, args.warmup)
+            # Read before the worker is stopped (a stopped worker puts its job back in the queue).
+            with Workspace(f"sqlite:///{data / 'al.db'}", data_dir=data / "data") as workspace:
+                rounds = workspace.project(project).rounds()
+                status = workspace.project(project).representation_status()
         finally:
             server.terminate()
             server.wait(timeout=20)
@@ -169,10 +173,9 @@ def main() -> int:
         label = "demo (4,000 pool)" if args.pool == 0 else f"{args.pool:,} pool ({project})"
         if args.retrain_every:
             label += f", a round every {args.retrain_every} label(s)"
+        if args.backbone:
+            label += f", backbone {args.backbone}"
         report(label, timings)
-        with Workspace(f"sqlite:///{data / 'al.db'}", data_dir=data / "data") as workspace:
-            rounds = workspace.project(project).rounds()
-            status = workspace.project(project).representation_status()
         done = [r for r in rounds if r.status == "succeeded"]
         print(f"rounds: {len(rounds)} requested, {len(done)} succeeded during the run")
         latest = status.latest
