@@ -16,6 +16,7 @@ from activelearn.core.learners import DEFAULT_LEARNER, LEARNERS
 from activelearn.services import rounds
 from activelearn.services.dashboard import simulation_dir
 from activelearn.services.rounds import DEFAULT_HEARTBEAT_TIMEOUT_S
+from activelearn.services.settings import HOG_BACKBONE, ProjectSettings
 from activelearn.services.workspace import Project, Workspace
 from activelearn.types import RoundInfo, RoundStatus
 from db import rounds as round_queries
@@ -62,14 +63,28 @@ def register(subparsers: Any, add_common: Callable[..., None]) -> None:
         choices=tuple(LEARNERS),
         default=DEFAULT_LEARNER,
         help=f"what each round trains (default {DEFAULT_LEARNER}; embedding: heads on the "
-        "pool's self-supervised embeddings)",
+        "pool's embeddings, see --backbone)",
+    )
+    sim.add_argument(
+        "--backbone",
+        default=HOG_BACKBONE,
+        help="the representation, as the project setting of that name makes the app's "
+        "representation stage compute it, once per run, fitted on the pool's images only, "
+        "when the learner or a strategy (typiclust, auto) needs it: hog (the default: HOG at "
+        "two scales joined with a 30-d pixel PCA), ssl (the same joined with a SimCLR encoder "
+        "trained on the pool, --ssl-epochs) or torchvision:<architecture> (--backbone-weights)",
+    )
+    sim.add_argument(
+        "--backbone-weights",
+        default="",
+        help="local weights file (.safetensors, .pth, .pt) of a torchvision:<arch> backbone",
     )
     sim.add_argument(
         "--ssl-epochs",
         type=int,
-        default=30,
-        help="self-supervised epochs of the representation, computed once per run when the "
-        "learner or a strategy (typiclust, auto) needs it (30; 0: pixel PCA only)",
+        default=ProjectSettings().ssl_epochs,
+        help="self-supervised epochs of the encoder with --backbone ssl "
+        f"(default {ProjectSettings().ssl_epochs}, a new project's)",
     )
     sim.add_argument("--batch", type=int, default=10, help="labels revealed per round (10)")
     sim.add_argument("--budget", type=int, default=300, help="stop at this many labels (300)")
@@ -258,6 +273,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         balanced_init=args.balanced_init,
         first_repeat=args.first_repeat,
         learner=args.learner,
+        backbone=args.backbone,
+        backbone_weights=args.backbone_weights,
         ssl_epochs=args.ssl_epochs,
     )
     out, keep = args.out, None

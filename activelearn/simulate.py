@@ -6,11 +6,13 @@ are then revealed, until `budget` labels. One CSV row per round. With `init` 0 t
 picks the first batch too, with no model (pipeline.rank_pool: typiclust/auto cluster the
 embeddings, probability strategies draw at random).
 
-When the learner consumes embeddings or a strategy clusters them, the representation is
-computed once per run, on the pool's images only (never the test set), and reused by every
-strategy and repeat: a SimCLR encoder (activelearn.core.representation) trained `ssl_epochs`
-epochs, joined with a 30-d PCA of the pool's pixels, as benchmarks/embedding_learner.py measured
-best (`ssl_epochs` 0: the pixel PCA alone).
+When the learner consumes embeddings or a strategy clusters them, the representation is the
+app's: `services.features.compute_features`, the function the worker's representation stage
+runs, for the same `backbone` setting (hog by default: HOG at two scales joined with a 30-d
+pixel PCA; ssl: the same joined with a SimCLR encoder trained `ssl_epochs` epochs;
+torchvision:<arch> with local weights) and the same seed. It is computed once per run, fitted
+on the pool's images only (the test images are embedded with the pool's fit, never fitted on),
+and reused by every strategy and repeat.
 """
 
 from __future__ import annotations
@@ -30,22 +32,15 @@ import torch
 from torch import Tensor
 
 from activelearn.core.learners import LEARNERS
-from activelearn.core.representation import (
-    AugmentConfig,
-    EncoderConfig,
-    PixelPCA,
-    RepresentationConfig,
-    RepresentationProgress,
-    embed_images,
-    join_features,
-    train_encoder,
-)
+from activelearn.core.representation import RepresentationProgress
 from activelearn.core.strategies import STRATEGIES
+from activelearn.errors import InvalidSetting
 from activelearn.ingest.decode import ImageRejected, decode_image
 from activelearn.ingest.demo import DEMO_CLASSES, demo_images
 from activelearn.ingest.sources import SourceError, scan_manifest
+from activelearn.services.features import compute_features
 from activelearn.services.pipeline import needs_features, rank_pool, train_and_score
-from activelearn.services.settings import ProjectSettings
+from activelearn.services.settings import HOG_BACKBONE, ProjectSettings
 
 CSV_COLUMNS = (
     "strategy",
@@ -58,7 +53,7 @@ CSV_COLUMNS = (
     "seconds",
 )
 THRESHOLDS = (0.90, 0.95)
-PCA_COMPONENTS = 30  # benchmarks/label_efficiency.md: joined PCA-30 beat 50 and 100
+APP_SSL_EPOCHS = ProjectSettings().ssl_epochs  # a new project's, so --backbone ssl matches it
 
 
 class SimulationError(Exception):
@@ -87,7 +82,10 @@ class SimulationConfig:
     balanced_init: bool = False  # draw the initial labels evenly across classes
     first_repeat: int = 0  # repeats are numbered first_repeat.. (to extend an earlier run)
     learner: str = "cnn"  # a name in activelearn.core.learners.LEARNERS
-    ssl_epochs: int = 30  # self-supervised epochs of the representation (0: pixel PCA only)
+    # The representation, as the project settings of the same names choose it in the app.
+    backbone: str = HOG_BACKBONE  # hog | ssl | torchvision:<architecture>
+    backbone_weights: str = ""  # local weights file of a torchvision backbone
+    ssl_epochs: int = APP_SSL_EPOCHS  # self-supervised epochs (backbone ssl only)
 
 
 @dataclass(frozen=True)
@@ -178,31 +176,41 @@ def _initial(labels: np.ndarray, n: int, rng: np.random.Generator, *, balanced: 
     return np.asarray(picked)
 
 
+def project_settings(config: SimulationConfig, pool: LabeledImages) -> ProjectSettings:
+    """The settings of a project that runs this simulation's rounds (strategy: the first)."""
+    return ProjectSettings(
+        strategy=config.strategies[0] if config.strategies else "random",
+        learner=config.learner,
+        backbone=config.backbone,
+        backbone_weights=config.backbone_weights,
+        ssl_epochs=config.ssl_epochs,
+        members=config.members,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        image_size=int(pool.pixels.shape[-1]),
+        channels=int(pool.pixels.shape[1]),
+        acquisition_batch=config.batch,
+    )
+
+
 def compute_representation(
     pool: LabeledImages,
     test: LabeledImages,
+    settings: ProjectSettings,
     *,
-    ssl_epochs: int,
-    seed: int,
     device: str,
     progress: Callable[[RepresentationProgress], None] | None = None,
 ) -> Representation:
-    """Features for the embedding learner and the clustering strategies, learned from the
-    pool's images only: SSL embedding (ssl_epochs > 0) joined with a PCA of pool pixels."""
-    channels = int(pool.pixels.shape[1])
-    pca = PixelPCA.fit(pool.pixels, n_components=PCA_COMPONENTS, seed=seed)
-    pool_parts, test_parts = [pca.transform(pool.pixels)], [pca.transform(test.pixels)]
-    if ssl_epochs > 0:
-        config = RepresentationConfig(
-            encoder=EncoderConfig(channels=channels, image_size=int(pool.pixels.shape[-1])),
-            augment=AugmentConfig.for_images(channels=channels),
-            epochs=ssl_epochs,
-            device=device,
-        )
-        encoder = train_encoder(pool.pixels, config, seed=seed, progress=progress).encoder
-        pool_parts.insert(0, torch.from_numpy(embed_images(encoder, pool.pixels)))
-        test_parts.insert(0, torch.from_numpy(embed_images(encoder, test.pixels)))
-    return Representation(pool=join_features(*pool_parts), test=join_features(*test_parts))
+    """The app's features for the pool and the test set: the representation stage's function
+    on the pool's and the test's images, as one project holding both, fitted on the pool only
+    (the test rows are embedded with the pool's fit)."""
+    images = np.concatenate([pool.pixels, test.pixels])
+    is_pool = np.arange(len(images)) < len(pool.pixels)
+    features, _ = compute_features(
+        images, pool=is_pool, settings=settings, device=device, progress=progress
+    )
+    rows = torch.from_numpy(features)
+    return Representation(pool=rows[is_pool], test=rows[~is_pool])
 
 
 def _check(config: SimulationConfig, pool: LabeledImages) -> None:
@@ -217,6 +225,10 @@ def _check(config: SimulationConfig, pool: LabeledImages) -> None:
         raise SimulationError("need init >= 0, batch >= 1 and budget >= init (and >= 1)")
     if config.budget > len(pool.labels):
         raise SimulationError(f"budget {config.budget} exceeds the pool ({len(pool.labels)})")
+    try:
+        project_settings(config, pool).validate()  # the backbone, its weights, ssl_epochs, ...
+    except InvalidSetting as error:
+        raise SimulationError(str(error)) from error
 
 
 def _reveal(labeled: np.ndarray, rank: np.ndarray, take: int) -> None:
@@ -240,25 +252,12 @@ def simulate(
     here, once, when the learner or a strategy needs them; `on_epoch` follows its training)."""
     _check(config, pool)
     n_classes = len(pool.classes)
-    base = ProjectSettings(
-        learner=config.learner,
-        members=config.members,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        image_size=int(pool.pixels.shape[-1]),
-        channels=int(pool.pixels.shape[1]),
-        acquisition_batch=config.batch,
-    )
+    base = project_settings(config, pool)
     if representation is None and any(
         needs_features(replace(base, strategy=s)) for s in config.strategies
     ):
         representation = compute_representation(
-            pool,
-            test,
-            ssl_epochs=config.ssl_epochs,
-            seed=config.seed,
-            device=config.device,
-            progress=on_epoch,
+            pool, test, base, device=config.device, progress=on_epoch
         )
     pool_features = None if representation is None else representation.pool
     test_features = None if representation is None else representation.test
@@ -389,7 +388,8 @@ def run_cli(
         )
     print(
         f"pool {len(pool.labels)}, test {len(test.labels)}, classes {len(pool.classes)}; "
-        f"strategies {', '.join(config.strategies)}",
+        f"learner {config.learner}, strategies {', '.join(config.strategies)}, "
+        f"backbone {config.backbone}",
         file=stream,
     )
     handle = open(out, "w", newline="", encoding="utf-8") if out else None  # noqa: SIM115

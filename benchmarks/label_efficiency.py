@@ -4,6 +4,9 @@ Run the simulation (long: hours on the 2-core CPU at full size) and print the ta
     PYTHONPATH=. .venv/bin/python benchmarks/label_efficiency.py --out results.csv [simulate args]
 Only render tables from CSVs written earlier by `activelearn simulate`:
     PYTHONPATH=. .venv/bin/python benchmarks/label_efficiency.py --render a.csv b.csv
+A learner x strategy grid (medians over repeats; files of one learner joined by commas):
+    PYTHONPATH=. .venv/bin/python benchmarks/label_efficiency.py \
+        --grid embedding=emb.csv cnn=cnn_random.csv,cnn_auto.csv
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ DEFAULT_ARGS = [
     "--repeats", "3", "--seed", "0",
 ]  # fmt: skip
 CHECKPOINTS = (50, 100, 150, 200, 250, 300)
+GRID_THRESHOLDS = (0.90, 0.95, 0.97)
+GRID_CHECKPOINTS = (20, 50, 100, 200)
+GRID_ECE = (50, 200)
 
 
 def read_rows(paths: list[Path]) -> list[RoundRow]:
@@ -87,10 +93,64 @@ def render(rows: list[RoundRow]) -> str:
     return "\n".join(lines)
 
 
+def _median_at(rows: list[RoundRow], strategy: str, n: int, field: str) -> str:
+    values = [getattr(r, field) for r in rows if r.strategy == strategy and r.n_labels == n]
+    return f"{statistics.median(values):.3f}" if values else "-"
+
+
+def _labels(value: float, budget: int) -> str:
+    return f"{value:.0f}" if math.isfinite(value) else f">{budget}"
+
+
+def _per_repeat(rows: list[RoundRow], threshold: float) -> list[float]:
+    """First n_labels at or above the threshold, per repeat in order (inf: never)."""
+    return [
+        labels_to_reach([r for r in rows if r.repeat == repeat], threshold)[rows[0].strategy]
+        for repeat in sorted({r.repeat for r in rows})
+    ]
+
+
+def render_grid(grid: dict[str, list[RoundRow]]) -> str:
+    """Per learner and strategy: median labels to each threshold (each repeat's in brackets),
+    median test accuracy and ECE at fixed label counts (medians over the repeats present)."""
+    reach_head = " | ".join(f"labels to {t:.0%}" for t in GRID_THRESHOLDS)
+    acc_head = " | ".join(f"acc @{n}" for n in GRID_CHECKPOINTS)
+    ece_head = " | ".join(f"ECE @{n}" for n in GRID_ECE)
+    lines = [
+        f"| learner | strategy | repeats | {reach_head} | {acc_head} | {ece_head} |",
+        "|---|---|---|" + "---|" * (len(GRID_THRESHOLDS) + len(GRID_CHECKPOINTS) + len(GRID_ECE)),
+    ]
+    for learner, rows in grid.items():
+        reach = {t: labels_to_reach(rows, t) for t in GRID_THRESHOLDS}
+        for strategy in dict.fromkeys(r.strategy for r in rows):
+            mine = [r for r in rows if r.strategy == strategy]
+            budget = max(r.n_labels for r in mine)
+            cells = [
+                f"{_labels(reach[t][strategy], budget)} "
+                f"({'/'.join(_labels(v, budget) for v in _per_repeat(mine, t))})"
+                for t in GRID_THRESHOLDS
+            ]
+            cells += [_median_at(rows, strategy, n, "test_accuracy") for n in GRID_CHECKPOINTS]
+            cells += [_median_at(rows, strategy, n, "test_ece") for n in GRID_ECE]
+            n_repeats = len({r.repeat for r in mine})
+            lines.append(f"| {learner} | {strategy} | {n_repeats} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--render", nargs="+", type=Path, help="only render these CSV files")
+    parser.add_argument(
+        "--grid", nargs="+", metavar="LEARNER=A.csv[,B.csv]", help="only render a learner grid"
+    )
     known, rest = parser.parse_known_args()
+    if known.grid:
+        grid = {}
+        for item in known.grid:
+            learner, files = item.split("=", 1)
+            grid[learner] = read_rows([Path(f) for f in files.split(",")])
+        print(render_grid(grid))
+        return 0
     if known.render:
         print(render(read_rows(known.render)))
         return 0

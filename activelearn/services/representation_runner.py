@@ -14,32 +14,21 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from sqlalchemy import Engine
 
 from activelearn import paths
 from activelearn.clock import utcnow
-from activelearn.core.representation import (
-    AugmentConfig,
-    EncoderConfig,
-    FeatureConfig,
-    RepresentationCancelled,
-    RepresentationConfig,
-    RepresentationProgress,
-    build_features,
-)
-from activelearn.core.representation.backbone import load_backbone
+from activelearn.core.representation import RepresentationCancelled, RepresentationProgress
 from activelearn.ingest.cache import TensorCache
 from activelearn.ingest.embeddings import EmbeddingStore
 from activelearn.services.cache_rebuild import load_pixels
 from activelearn.services.cold_start import store_typical_order
+from activelearn.services.features import compute_features, embedding_device, representation_config
 from activelearn.services.jobs import (
     HEARTBEAT_S,
     JobMonitor,
@@ -54,7 +43,7 @@ from activelearn.services.representation import (
     remove_job_files,
     version_prefix,
 )
-from activelearn.services.settings import SSL_BACKBONE, TORCHVISION_BACKBONE, ProjectSettings
+from activelearn.services.settings import SSL_BACKBONE, ProjectSettings
 from activelearn.types import RoundStatus, SampleSplit
 from db import jobs as job_queries
 from db import queries
@@ -63,8 +52,6 @@ from db.engine import read_session, with_write_retry
 from db.models import Representation
 
 log = logging.getLogger("activelearn.worker")
-FEATURE_CHUNK = 4096  # images embedded at once
-SEED = 0  # one encoder per pool; a new job on the same pool reproduces it (same device/threads)
 # Shares of the job's progress bar: loading, then training, then embedding and saving.
 LOADING_SHARE, TRAINING_SHARE = 0.05, 0.85
 
@@ -116,78 +103,6 @@ def claim_representation(
 def _project_uses_embeddings(session: Any, project_id: int) -> bool:
     row = queries.get_project_by_id(session, project_id)
     return row is not None and uses_embeddings(ProjectSettings.from_json(row.settings))
-
-
-def representation_config(
-    settings: ProjectSettings, *, device: str = "auto", kind: str = "auto"
-) -> RepresentationConfig:
-    """The encoder and augmentations for the project's images: grayscale reads as digits/text
-    (no flips, no colour), RGB as photos (flips, colour jitter)."""
-    return RepresentationConfig(
-        encoder=EncoderConfig(channels=settings.channels, image_size=settings.image_size),
-        augment=AugmentConfig.for_images(channels=settings.channels, kind=kind),
-        epochs=settings.ssl_epochs,
-        device=device,
-    )
-
-
-# HOG's orientations are unsigned, so mirror images (a left and a right arrow) share their HOG:
-# a pixel PCA joined to it tells them apart, and on the demo lifts 1-NN from 96.0% to 96.8%.
-PIXEL_COMPONENTS = 30
-
-
-def feature_config(settings: ProjectSettings, *, device: str = "auto") -> FeatureConfig:
-    """What the stage fits for the project's `backbone` setting: HOG at two scales joined with a
-    pixel PCA (hog, the default), the same joined with an SSL encoder trained on the pool
-    (ssl)."""
-    ssl = (
-        representation_config(settings, device=device)
-        if settings.backbone == SSL_BACKBONE
-        else None
-    )
-    return FeatureConfig(pixel_components=PIXEL_COMPONENTS, ssl=ssl)
-
-
-def compute_features(
-    images: np.ndarray,
-    *,
-    pool: np.ndarray,
-    settings: ProjectSettings,
-    device: str = "auto",
-    seed: int = SEED,
-    progress: Callable[[RepresentationProgress], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-) -> tuple[np.ndarray, Any]:
-    """Every sample's features: (N, C, H, W) uint8 images, (N,) bool pool mask -> ((N, D)
-    float32 unit rows, what to save: a FeaturePipeline, or None for a torchvision backbone).
-
-    Fitted on the pool only (test and audit samples are embedded, never fitted on). The one
-    place that decides what a sample's stored features are.
-    """
-    if TORCHVISION_BACKBONE.match(settings.backbone):
-        embed = load_backbone(settings.backbone, settings.backbone_weights, device=_cpu(device))
-        parts = [
-            F.normalize(embed(torch.as_tensor(images[lo : lo + FEATURE_CHUNK])), dim=1)
-            for lo in range(0, len(images), FEATURE_CHUNK)
-        ]
-        return torch.cat(parts).numpy().astype(np.float32, copy=False), None
-    pipeline, _ = build_features(
-        images[pool],
-        feature_config(settings, device=device),
-        seed=seed,
-        progress=progress,
-        should_stop=should_stop,
-    )
-    # In chunks: the float copies of 100,000 RGB images would not fit in memory at once.
-    parts = [
-        pipeline.embed(images[lo : lo + FEATURE_CHUNK]).numpy()
-        for lo in range(0, len(images), FEATURE_CHUNK)
-    ]
-    return np.concatenate(parts).astype(np.float32, copy=False), pipeline
-
-
-def _cpu(device: str) -> str:
-    return "cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
 
 
 # ---------------------------------------------------------------- heartbeat
@@ -401,7 +316,7 @@ def _run(
             path=str(target.resolve()),
             n_images=n_pool,
             n_embedded=len(ids),
-            device=_cpu(device) if settings.backbone != "hog" else "cpu",
+            device=embedding_device(device) if settings.backbone != "hog" else "cpu",
         )
 
     outcome = with_write_retry(engine, flip)

@@ -16,17 +16,14 @@ from activelearn.errors import InvalidSetting
 from activelearn.ingest.cache import TensorCache
 from activelearn.ingest.embeddings import EmbeddingStore
 from activelearn.paths import embeddings_dir, encoder_file, project_cache_dir
-from activelearn.services import representation_runner as runner
+from activelearn.services import features as features_module
+from activelearn.services.features import compute_features
 from activelearn.services.representation import (
     MAX_ATTEMPTS,
     maybe_request_representation,
     reap_stale_representations,
 )
-from activelearn.services.representation_runner import (
-    claim_representation,
-    compute_features,
-    run_representation,
-)
+from activelearn.services.representation_runner import claim_representation, run_representation
 from activelearn.services.settings import ProjectSettings
 from activelearn.services.worker_loop import WorkerConfig, run_worker
 from activelearn.types import RepresentationInfo
@@ -356,7 +353,7 @@ def test_features_are_unit_rows_and_fitted_on_the_pool_only(
     np.testing.assert_allclose(first[pool], second[pool], atol=1e-5)
     assert not np.allclose(first[~pool], second[~pool])
     np.testing.assert_allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-5)
-    monkeypatch.setattr(runner, "FEATURE_CHUNK", 7)
+    monkeypatch.setattr(features_module, "FEATURE_CHUNK", 7)
     chunked, _ = compute_features(images, pool=pool, settings=settings)
     np.testing.assert_allclose(chunked, first, atol=1e-6)
 

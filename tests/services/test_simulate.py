@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import csv
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from activelearn import simulate as simulate_module
 from activelearn.cli import main
+from activelearn.core.representation import build_features
 from activelearn.core.strategies import STRATEGIES
+from activelearn.services import pipeline
+from activelearn.services.features import SEED, feature_config
+from activelearn.services.settings import ProjectSettings
 from activelearn.simulate import (
     CSV_COLUMNS,
     LabeledImages,
@@ -19,6 +25,7 @@ from activelearn.simulate import (
     RoundRow,
     SimulationConfig,
     labels_to_reach,
+    read_manifest,
     simulate,
 )
 from tests.services.test_rounds import write_manifest
@@ -114,7 +121,8 @@ def test_simulate_with_the_embedding_learner_from_zero_labels(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ):
     # --init 0: the strategy picks the first batch with no model (auto/typiclust cluster the
-    # representation, bald draws at random); the representation is learned once for the run.
+    # representation, bald draws at random); the representation (here --backbone ssl, the
+    # slow one) is learned once for the run.
     pool, test = manifests(tmp_path / "images")
     out = tmp_path / "results.csv"
     code = main(
@@ -122,7 +130,8 @@ def test_simulate_with_the_embedding_learner_from_zero_labels(
             "simulate", "--manifest", str(pool), "--test", str(test),
             "--learner", "embedding", "--strategy", "auto", "--strategy", "typiclust",
             "--strategy", "bald", "--init", "0", "--batch", "3", "--budget", "9",
-            "--members", "2", "--repeats", "1", "--ssl-epochs", "1", "--image-size", "12",
+            "--members", "2", "--repeats", "1", "--backbone", "ssl", "--ssl-epochs", "1",
+            "--image-size", "12",
             "--out", str(out),
         ]
     )  # fmt: skip
@@ -152,3 +161,55 @@ def test_the_cold_start_pick_of_typiclust_covers_every_cluster():
     rows = simulate(pool, pool, config, representation=Representation(pool=features, test=features))
     assert len(rows) == 1 and rows[0].n_labels == 3
     assert rows[0].test_accuracy == 1.0  # one label per cluster labels the whole pool right
+
+
+def test_simulate_uses_the_app_features_fitted_on_the_pool_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # The default backbone is the app's: the features every round sees are those its
+    # representation stage computes for the same pool (build_features with a new project's
+    # feature config and seed), the test rows embedded with the pool's fit. Every round trains
+    # on pool rows only, and changing the test images changes no pool feature.
+    pool_csv, test_csv = manifests(tmp_path / "images")
+    pool = read_manifest(pool_csv, image_size=12, channels=1)
+    test = read_manifest(test_csv, image_size=12, channels=1, classes=pool.classes)
+    seen: list[dict] = []
+
+    def spy(**kwargs):  # the real round, its inputs recorded
+        seen.append(kwargs)
+        return pipeline.train_and_score(**kwargs)
+
+    monkeypatch.setattr(simulate_module, "train_and_score", spy)
+    config = SimulationConfig(
+        strategies=("auto", "random"), init=0, batch=3, budget=6, members=2, repeats=1,
+        learner="embedding",
+    )  # fmt: skip
+    assert config.backbone == ProjectSettings().backbone == "hog"
+    simulate(pool, test, config)
+    app = ProjectSettings(image_size=12, channels=1)
+    fitted, expected_pool = build_features(pool.pixels, feature_config(app), seed=SEED)
+    expected_test = fitted.embed(test.pixels)
+    assert len(seen) == 4  # 2 strategies x 2 rounds, one representation for all
+    for call in seen:
+        torch.testing.assert_close(call["pool_features"], expected_pool, atol=1e-5, rtol=0)
+        torch.testing.assert_close(call["eval_features"], expected_test, atol=1e-5, rtol=0)
+        index = call["train_pool_index"]
+        np.testing.assert_array_equal(call["train_pixels"], pool.pixels[index])
+        np.testing.assert_array_equal(call["train_labels"], pool.labels[index])
+        assert call["eval_pixels"] is test.pixels  # the test split is only evaluated on
+    changed = LabeledImages(255 - test.pixels, test.labels, test.classes)
+    seen.clear()
+    simulate(pool, changed, replace(config, strategies=("random",), budget=3))
+    torch.testing.assert_close(seen[0]["pool_features"], expected_pool, atol=1e-5, rtol=0)
+    assert not torch.allclose(seen[0]["eval_features"], expected_test, atol=1e-3)
+
+
+def test_simulate_rejects_a_backbone_the_app_would_reject(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    pool, test = manifests(tmp_path / "images")
+    args = ["simulate", "--manifest", str(pool), "--test", str(test), "--budget", "20"]
+    assert main([*args, "--backbone", "torchvision:resnet18"]) == 1  # no local weights
+    assert "backbone_weights" in capsys.readouterr().err
+    assert main([*args, "--backbone", "sift"]) == 1
+    assert "backbone must be" in capsys.readouterr().err
