@@ -144,10 +144,8 @@ def delete_round_outputs(session: Session, round_id: int) -> None:
         session.execute(delete(table).where(table.round_id == round_id))
 
 
-def rounds_to_prune(
-    session: Session, project_id: int, *, keep: int
-) -> list[tuple[int, str | None]]:
-    """(id, checkpoint) of the succeeded rounds older than the newest `keep` that still hold
+def rounds_to_prune(session: Session, project_id: int, *, keep: int) -> list[int]:
+    """Ids of the succeeded rounds older than the newest `keep` that still hold
     per-sample scores or a checkpoint (a pruned round has neither)."""
     newest = (
         select(Round.id)
@@ -159,8 +157,8 @@ def rounds_to_prune(
     if len(kept) < keep:
         return []
     has_scores = select(SampleScore.round_id).where(SampleScore.round_id == Round.id).exists()
-    rows = session.execute(
-        select(Round.id, Round.checkpoint)
+    rows = session.scalars(
+        select(Round.id)
         .where(
             Round.project_id == project_id,
             Round.status == "succeeded",
@@ -169,7 +167,7 @@ def rounds_to_prune(
         )
         .order_by(Round.id)
     )
-    return [(int(i), checkpoint) for i, checkpoint in rows]
+    return [int(i) for i in rows]
 
 
 def delete_some_scores(session: Session, round_id: int, *, limit: int) -> int:

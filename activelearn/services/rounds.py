@@ -152,9 +152,13 @@ def discard_outputs(engine: Engine, round_ids: list[int], *, data_dir: Path | No
     """Delete what dead rounds wrote; they are never served, so it is only clutter."""
     for round_id in round_ids:
         with_write_retry(engine, lambda s, r=round_id: round_queries.delete_round_outputs(s, r))
-        if data_dir is not None:
-            for folder in paths.round_checkpoint_dirs(Path(data_dir), round_id):
-                shutil.rmtree(folder, ignore_errors=True)
+        _remove_checkpoints(data_dir, round_id)
+
+
+def _remove_checkpoints(data_dir: Path | None, round_id: int) -> None:
+    if data_dir is not None:
+        for folder in paths.round_checkpoint_dirs(Path(data_dir), round_id):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 # Succeeded rounds that keep their per-sample scores and checkpoint. With a round after every
@@ -174,18 +178,16 @@ def prune_old_rounds(
     """Remove the per-sample scores and checkpoints of the project's succeeded rounds older
     than the newest `keep`; returns the rounds pruned."""
     with read_session(engine) as session:
-        rows = round_queries.rounds_to_prune(session, project_id, keep=keep)
-    for round_id, _checkpoint in rows:
+        pruned = round_queries.rounds_to_prune(session, project_id, keep=keep)
+    for round_id in pruned:
         while with_write_retry(
             engine,
             lambda s, r=round_id: round_queries.delete_some_scores(s, r, limit=PRUNE_CHUNK_ROWS),
         ):
             pass
         with_write_retry(engine, lambda s, r=round_id: round_queries.forget_checkpoint(s, r))
-        if data_dir is not None:
-            for folder in paths.round_checkpoint_dirs(Path(data_dir), round_id):
-                shutil.rmtree(folder, ignore_errors=True)
-    return [round_id for round_id, _ in rows]
+        _remove_checkpoints(data_dir, round_id)
+    return pruned
 
 
 def cancel_round(project: Project, round_id: int | None = None) -> RoundInfo | None:
